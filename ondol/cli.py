@@ -1,0 +1,281 @@
+"""``ondol`` command line: generate, chat, info.
+
+User errors (a wrong path, a corrupt file, a prompt too long) print one line to stderr and exit 1;
+bad arguments exit 2 (argparse); Ctrl-C exits 130. No traceback reaches the user for any of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ondol.errors import OndolError
+
+EXIT_USER_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except OndolError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `ondol generate ... | head`
+        return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ondol", description="Run Llama-family models on the devices people live with.")
+    p.add_argument("--version", action="version", version=f"ondol {_version()}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    g = sub.add_parser("generate", help="complete a prompt and print the text as it is generated")
+    g.add_argument("model", help="Hugging Face model folder or .gguf file")
+    g.add_argument("prompt", help="the prompt text ('-' reads it from stdin)")
+    g.add_argument("--chat", action="store_true", help="wrap the prompt as a user message in the model's chat template")
+    g.add_argument("--system", help="system message (with --chat)")
+    g.add_argument("--json", action="store_true", help="print one JSON object with text, token ids and finish reason")
+    _model_flags(g)
+    _sampling_flags(g, max_tokens=256)
+    g.set_defaults(run=_generate)
+
+    c = sub.add_parser("chat", help="talk with a model interactively (streaming; /reset, /exit)")
+    c.add_argument("model", help="Hugging Face model folder or .gguf file")
+    c.add_argument("--system", help="system message for the conversation")
+    _model_flags(c)
+    _sampling_flags(c, max_tokens=1024)
+    c.set_defaults(run=_chat)
+
+    i = sub.add_parser("info", help="describe a model without loading its weights")
+    i.add_argument("model", help="Hugging Face model folder or .gguf file")
+    i.add_argument("--json", action="store_true", help="print JSON")
+    i.set_defaults(run=_info)
+    return p
+
+
+def _model_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                   help="runtime dtype (default: auto = as stored; float16 and quantized run as bfloat16)")
+    p.add_argument("--max-model-len", type=int, help="cap the context length (default: the model's)")
+
+
+def _sampling_flags(p: argparse.ArgumentParser, max_tokens: int) -> None:
+    s = p.add_argument_group("sampling (defaults: the model's generation_config.json)")
+    s.add_argument("-n", "--max-tokens", type=int, default=max_tokens, help=f"new tokens at most (default {max_tokens})")
+    s.add_argument("-t", "--temperature", type=float, help="0 = greedy")
+    s.add_argument("--top-k", type=int)
+    s.add_argument("--top-p", type=float)
+    s.add_argument("--min-p", type=float)
+    s.add_argument("--repetition-penalty", type=float)
+    s.add_argument("--presence-penalty", type=float)
+    s.add_argument("--frequency-penalty", type=float)
+    s.add_argument("--seed", type=int, help="same seed, same output")
+    s.add_argument("--stop", action="append", default=[], help="stop before this string (repeatable)")
+    s.add_argument("--stop-token-id", type=int, action="append", default=[], dest="stop_token_ids")
+    s.add_argument("--ignore-eos", action="store_true", help="keep going past end tokens")
+    s.add_argument("--logprobs", type=int, help="with --json: log-probabilities and N alternatives per token")
+
+
+def _sampling(llm, args: argparse.Namespace):
+    fields = {f.name for f in dataclasses.fields(llm.default_sampling_params())}
+    # Only flags the user gave: None, [] and False mean "not given" (compared by identity, as 0 == False).
+    given = {k: v for k, v in vars(args).items() if k in fields and v is not None and v is not False and v != []}
+    return dataclasses.replace(llm.default_sampling_params(), **given)
+
+
+def _load(args: argparse.Namespace):
+    from ondol.llm import LLM
+
+    return LLM(args.model, dtype=args.dtype, max_model_len=args.max_model_len)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    llm = _load(args)
+    params = _sampling(llm, args)
+    if args.chat:
+        messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
+            {"role": "user", "content": prompt}]
+        ids = llm.chat_prompt(messages)
+    else:
+        ids = llm.encode(prompt)
+    gen = llm.engine.start(ids, params)
+    if args.json:
+        for _ in gen:
+            pass
+        c = gen.completion
+        out = {"text": c.text, "token_ids": c.token_ids, "finish_reason": c.finish_reason,
+               "prompt_tokens": len(c.prompt_token_ids)}
+        if c.logprobs is not None:
+            out["logprobs"] = [{"token_id": lp.token_id, "logprob": lp.logprob, "top": lp.top} for lp in c.logprobs]
+        print(json.dumps(out, ensure_ascii=False))
+        return 0
+    for piece in gen:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0
+
+
+CHAT_HELP = """Type a message and press Enter. Commands:
+  /reset   forget the conversation        /exit or /bye   leave (Ctrl-D works too)
+  \"\"\"      start and end a multi-line message (pasted text keeps its lines)
+  a line ending in \\ continues on the next line
+Ctrl-C stops a reply in progress."""
+
+
+def _chat(args: argparse.Namespace) -> int:
+    try:
+        import readline  # noqa: F401  (line editing and history for input())
+    except ImportError:
+        pass
+    llm = _load(args)
+    params = _sampling(llm, args)
+    if llm.tokenizer.chat_template is None:
+        raise OndolError("This model has no chat template; use `ondol generate` for plain completion.")
+    system = [{"role": "system", "content": args.system}] if args.system else []
+    history: list[dict] = []
+    print(f"ondol chat · {Path(args.model).name} · /help for commands", file=sys.stderr)
+    while True:
+        text = _read_message()
+        if text is None or text.strip() in ("/exit", "/bye", "/quit"):
+            return 0
+        command = text.strip()
+        if command == "/reset":
+            history.clear()
+            print("(conversation cleared)", file=sys.stderr)
+            continue
+        if command in ("/help", "/?"):
+            print(CHAT_HELP, file=sys.stderr)
+            continue
+        if not command:
+            continue
+        history.append({"role": "user", "content": text})
+        gen = llm.engine.start(llm.chat_prompt(system + history), params)
+        reply = []
+        try:
+            for piece in gen:
+                reply.append(piece)
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            sys.stdout.write(" [stopped]")
+        sys.stdout.write("\n\n")
+        history.append({"role": "assistant", "content": "".join(reply)})
+
+
+def _read_message() -> str | None:
+    """One user message: a line, a \\-continued line, or a \"\"\"-fenced block. None at EOF."""
+    try:
+        line = input(">>> ")
+        if line.lstrip().startswith('"""'):
+            body = line.lstrip()[3:]
+            if body.strip() and body.rstrip().endswith('"""'):  # """one line"""
+                return body.rstrip()[:-3]
+            lines = [body]
+            while not (nxt := input("... ")).rstrip().endswith('"""'):
+                lines.append(nxt)
+            lines.append(nxt.rstrip()[:-3])
+            return "\n".join(lines).strip("\n")
+        parts = [line]
+        while parts[-1].endswith("\\"):
+            parts[-1] = parts[-1][:-1]
+            parts.append(input("... "))
+        return "\n".join(parts)
+    except EOFError:
+        print(file=sys.stderr)
+        return None
+
+
+def _info(args: argparse.Namespace) -> int:
+    from ondol.loaders import open_checkpoint, runtime_dtype
+
+    ck = open_checkpoint(args.model)
+    cfg = ck.config
+    dtype = runtime_dtype(ck)
+    # Runtime weights: every parameter in the runtime dtype (quantized files are expanded for now).
+    weights = cfg.num_parameters * dtype.itemsize
+    kv = cfg.kv_bytes_per_token(dtype.itemsize) * cfg.max_position_embeddings
+    info = {
+        "path": str(ck.path),
+        "format": ck.format,
+        "architecture": cfg.architecture,
+        "parameters": cfg.num_parameters,
+        "stored_types": ck.tensor_types,
+        "runtime_dtype": str(dtype).removeprefix("torch."),
+        "size_on_disk_bytes": ck.size_bytes,
+        "memory_weights_bytes": weights,
+        "memory_kv_cache_full_context_bytes": kv,
+        "context_length": cfg.max_position_embeddings,
+        "layers": cfg.num_hidden_layers,
+        "hidden_size": cfg.hidden_size,
+        "heads": cfg.num_attention_heads,
+        "kv_heads": cfg.num_key_value_heads,
+        "head_dim": cfg.head_dim,
+        "vocab_size": cfg.vocab_size,
+        "rope": {"type": cfg.rope.type, "theta": cfg.rope.theta, "factor": cfg.rope.factor},
+        "tied_embeddings": cfg.tie_word_embeddings,
+        "sliding_window": cfg.sliding_window,
+    }
+    if args.json:
+        print(json.dumps(info, indent=2, ensure_ascii=False))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(show_header=False, box=None, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column()
+    rows = [
+        ("model", info["path"]),
+        ("format", ck.format + "  (" + ", ".join(f"{k}×{v}" for k, v in ck.tensor_types.items()) + ")"),
+        ("architecture", f"{cfg.architecture}  ·  {cfg.num_hidden_layers} layers, hidden {cfg.hidden_size}, "
+                         f"{cfg.num_attention_heads} heads / {cfg.num_key_value_heads} kv, head_dim {cfg.head_dim}"),
+        ("parameters", _count(cfg.num_parameters)),
+        ("vocabulary", f"{cfg.vocab_size:,}"),
+        ("context", f"{cfg.max_position_embeddings:,} tokens  ·  rope {cfg.rope.type}, theta {cfg.rope.theta:g}"
+                    + (f", factor {cfg.rope.factor:g}" if cfg.rope.type != "default" else "")),
+        ("size on disk", _bytes(ck.size_bytes)),
+        ("runtime dtype", info["runtime_dtype"]),
+        ("memory needed", f"{_bytes(weights)} weights + {_bytes(cfg.kv_bytes_per_token(dtype.itemsize))} KV cache per "
+                          f"token ({_bytes(kv)} at the full context)"),
+    ]
+    for k, v in rows:
+        t.add_row(k, v)
+    Console().print(t)
+    return 0
+
+
+def _count(n: int) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit} ({n:,})"
+    return f"{n:,}"
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    return f"{n}"
+
+
+def _version() -> str:
+    from ondol import __version__
+
+    return __version__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""The Python API every other layer of ondol uses.
+
+    from ondol import LLM, SamplingParams
+    llm = LLM("path/to/model")                     # HF folder or .gguf file
+    llm.generate("서울의 날씨는", SamplingParams(max_tokens=32, temperature=0)).text
+    llm.chat([{"role": "user", "content": "안녕!"}]).text
+    for piece in llm.stream("Once upon a time"): print(piece, end="")
+
+A prompt is a string or a list of token ids; ``generate`` on a list of prompts returns a list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ondol.engine.engine import Engine, Generation
+from ondol.engine.output import Completion
+from ondol.engine.sampler import SamplingParams
+from ondol.errors import InvalidRequestError
+from ondol.loaders import load
+
+Prompt = str | Sequence[int]
+Message = dict[str, Any]
+
+
+class LLM:
+    def __init__(self, model: str | Path, *, dtype: str | torch.dtype = "auto", max_model_len: int | None = None,
+                 progress: bool | None = None) -> None:
+        """Load a model. ``dtype`` "auto" keeps fp32/bf16 checkpoints as stored and runs fp16 and
+        quantized ones in bf16. ``max_model_len`` caps the context below the model's own.
+        ``progress`` shows a loading bar (default: when stderr is a terminal)."""
+        loaded = load(model, dtype=dtype, progress=progress)
+        self.checkpoint = loaded.checkpoint
+        self.config = loaded.config
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        limit = self.config.max_position_embeddings
+        if max_model_len is not None and not 1 < max_model_len <= limit:
+            raise InvalidRequestError(f"max_model_len must be between 2 and the model's context of {limit}.")
+        self.max_model_len = max_model_len or limit
+        self.engine = Engine(self.model, self.tokenizer, self.max_model_len)
+
+    def default_sampling_params(self) -> SamplingParams:
+        """The model's own defaults from generation_config.json (greedy when it says do_sample=false)."""
+        gen = self.checkpoint.generation_config
+        keys = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
+        values = {k: gen[k] for k in keys if gen.get(k) is not None}
+        if gen.get("do_sample") is False:
+            values["temperature"] = 0.0
+        return SamplingParams(**values)
+
+    def encode(self, prompt: Prompt) -> list[int]:
+        if isinstance(prompt, str):
+            return self.tokenizer.encode(prompt)
+        return [int(t) for t in prompt]
+
+    def chat_prompt(self, messages: list[Message], *, tools: list[dict] | None = None,
+                    add_generation_prompt: bool = True, **template_kwargs: Any) -> list[int]:
+        """Token ids of the conversation rendered with the model's chat template."""
+        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt,
+                                                  tools=tools, **template_kwargs)
+        # The template writes BOS itself when the model wants one, so no special tokens are added.
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def generate(self, prompts: Prompt | Sequence[Prompt], params: SamplingParams | None = None) -> Completion | list[Completion]:
+        """One Completion for one prompt (a string or token ids); a list for a list of prompts."""
+        params = params or self.default_sampling_params()
+        if _is_batch(prompts):
+            ids = [self.encode(p) for p in prompts]
+            for p in ids:
+                self.engine.check_prompt(p)  # reject the batch before generating any of it
+            return [self.engine.generate(p, params) for p in ids]
+        return self.engine.generate(self.encode(prompts), params)
+
+    def chat(self, messages: list[Message], params: SamplingParams | None = None, *,
+             tools: list[dict] | None = None, **template_kwargs: Any) -> Completion:
+        ids = self.chat_prompt(messages, tools=tools, **template_kwargs)
+        return self.engine.generate(ids, params or self.default_sampling_params())
+
+    def stream(self, prompt: Prompt | list[Message], params: SamplingParams | None = None, *,
+               tools: list[dict] | None = None, **template_kwargs: Any) -> Generation:
+        """Iterate for text pieces as they are generated (``.completion`` holds the result once
+        iteration ends); a list of message dicts is a chat. The pieces never split a UTF-8
+        character and join to exactly the final text."""
+        if isinstance(prompt, list) and prompt and isinstance(prompt[0], dict):
+            ids = self.chat_prompt(prompt, tools=tools, **template_kwargs)
+        else:
+            ids = self.encode(prompt)
+        return self.engine.start(ids, params or self.default_sampling_params())
+
+
+def _is_batch(prompts: Any) -> bool:
+    return not isinstance(prompts, str) and isinstance(prompts, Sequence) and bool(prompts) and \
+        not isinstance(prompts[0], int)

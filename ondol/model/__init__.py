@@ -1,0 +1,3 @@
+from ondol.model.llama import LlamaForCausalLM
+
+__all__ = ["LlamaForCausalLM"]

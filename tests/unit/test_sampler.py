@@ -1,0 +1,87 @@
+import math
+
+import pytest
+import torch
+
+from ondol.engine.sampler import SamplingParams, apply_penalties, logprobs_of, min_p, sample, top_k, top_p
+from ondol.errors import InvalidRequestError
+
+PROBS = torch.tensor([0.5, 0.3, 0.15, 0.05])
+LOGITS = PROBS.log()
+
+
+def kept(logits):
+    return torch.isfinite(logits).nonzero().flatten().tolist()
+
+
+def test_top_k_keeps_the_k_most_likely():
+    assert kept(top_k(LOGITS, 2)) == [0, 1]
+    assert kept(top_k(LOGITS, 0)) == [0, 1, 2, 3]
+    assert kept(top_k(LOGITS, -1)) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("p, expected", [(0.5, [0]), (0.7, [0, 1]), (0.8, [0, 1]), (0.81, [0, 1, 2]), (1.0, [0, 1, 2, 3])])
+def test_top_p_keeps_smallest_set_reaching_p(p, expected):
+    shuffled = torch.tensor([2, 0, 3, 1])  # order must not matter
+    out = top_p(LOGITS[shuffled], p)
+    assert sorted(shuffled[kept(out)].tolist()) == expected
+
+
+def test_min_p_is_relative_to_the_top_token():
+    assert kept(min_p(LOGITS, 0.5)) == [0, 1]  # 0.5 * 0.5 = 0.25 threshold
+    assert kept(min_p(LOGITS, 0.0)) == [0, 1, 2, 3]
+
+
+def test_penalties():
+    logits = torch.tensor([2.0, -2.0, 1.0, 1.0])
+    seen = torch.tensor([True, True, False, True])
+    counts = torch.tensor([0.0, 0.0, 0.0, 3.0])
+    out = apply_penalties(logits, SamplingParams(repetition_penalty=2.0), seen, counts)
+    assert out.tolist() == [1.0, -4.0, 1.0, 0.5]
+    out = apply_penalties(logits, SamplingParams(frequency_penalty=0.5, presence_penalty=0.25), seen, counts)
+    assert out.tolist() == [2.0, -2.0, 1.0, 1.0 - 1.5 - 0.25]
+
+
+def test_greedy_is_argmax():
+    assert sample(torch.tensor([0.1, 3.0, 2.9]), SamplingParams(temperature=0), None) == 1
+
+
+def test_same_seed_same_tokens_and_different_seeds_differ():
+    logits = torch.randn(1000, generator=torch.Generator().manual_seed(0))
+    params = SamplingParams(temperature=1.0)
+
+    def draw(seed):
+        g = torch.Generator().manual_seed(seed)
+        return [sample(logits, params, g) for _ in range(50)]
+
+    assert draw(7) == draw(7)
+    assert draw(7) != draw(8)
+
+
+def test_draws_follow_the_tempered_distribution():
+    g = torch.Generator().manual_seed(0)
+    params = SamplingParams(temperature=0.5)
+    n = 20000
+    counts = torch.bincount(torch.tensor([sample(LOGITS, params, g) for _ in range(n)]), minlength=4)
+    expected = (LOGITS / 0.5).softmax(-1)
+    assert torch.allclose(counts / n, expected, atol=0.015)
+
+
+def test_logprobs_are_the_raw_distribution():
+    lp, top = logprobs_of(LOGITS, 2, 2)
+    assert math.isclose(lp, math.log(0.15), rel_tol=1e-5)
+    assert [t for t, _ in top] == [0, 1]
+    assert math.isclose(top[0][1], math.log(0.5), rel_tol=1e-5)
+    assert logprobs_of(LOGITS, 2, 0)[1] == []
+
+
+@pytest.mark.parametrize("kwargs", [dict(temperature=-1), dict(top_p=0), dict(top_p=1.5), dict(min_p=2),
+                                    dict(max_tokens=0), dict(repetition_penalty=0), dict(presence_penalty=3),
+                                    dict(logprobs=21), dict(top_k=-2), dict(stop=[""])])
+def test_invalid_params_are_rejected(kwargs):
+    with pytest.raises(InvalidRequestError, match="Invalid sampling parameters"):
+        SamplingParams(**kwargs)
+
+
+def test_stop_accepts_a_single_string():
+    assert SamplingParams(stop="\n").stop == ("\n",)
