@@ -124,3 +124,8 @@ def test_bf16_runtime_generates(tiny_model_dir):
 def test_errors_are_ondol_errors(tmp_path):
     with pytest.raises(OndolError, match="does not exist"):
         LLM(tmp_path / "nope")
+
+
+def test_loading_with_a_progress_bar(tiny_model_dir, capsys):
+    llm = LLM(tiny_model_dir, progress=True)
+    assert llm.generate("hi", SamplingParams(max_tokens=2, temperature=0, ignore_eos=True)).token_ids
