@@ -1,4 +1,4 @@
-"""``ondol`` command line: generate, chat, info.
+"""``ondol`` command line: generate, chat, info, serve.
 
 User errors (a wrong path, a corrupt file, a prompt too long) print one line to stderr and exit 1;
 bad arguments exit 2 (argparse); Ctrl-C exits 130. No traceback reaches the user for any of them.
@@ -60,7 +60,44 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("model", help="Hugging Face model folder or .gguf file")
     i.add_argument("--json", action="store_true", help="print JSON")
     i.set_defaults(run=_info)
+
+    v = sub.add_parser("serve", help="serve a model over an OpenAI-compatible HTTP API")
+    v.add_argument("model", help="Hugging Face model folder or .gguf file")
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    v.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    v.add_argument("--api-key", help="require `Authorization: Bearer KEY` on /v1 routes")
+    v.add_argument("--served-model-name", help="the model name clients send (default: MODEL as given)")
+    v.add_argument("--max-waiting", type=_positive_int, default=256,
+                   help="requests allowed to wait before new ones get 429 (default 256)")
+    v.add_argument("--shutdown-grace", type=float, default=10.0,
+                   help="seconds requests in flight get to finish on SIGTERM (default 10)")
+    v.add_argument("--kv-cache-memory", type=_size, help="KV-cache memory, e.g. 512M or 2G (default 1G)")
+    v.add_argument("--max-num-seqs", type=_positive_int, help="requests generated at once (default 64)")
+    v.add_argument("--max-num-batched-tokens", type=_positive_int, help="tokens per forward (default 512)")
+    v.add_argument("--no-prefix-caching", action="store_true", help="do not reuse KV blocks of shared prompt prefixes")
+    v.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    _model_flags(v)
+    v.set_defaults(run=_serve)
     return p
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _size(text: str) -> int:
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    try:
+        value = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 512M, 2G)") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r}")
+    return int(value)
 
 
 def _model_flags(p: argparse.ArgumentParser) -> None:
@@ -93,6 +130,31 @@ def _sampling(llm, args: argparse.Namespace):
     return dataclasses.replace(llm.default_sampling_params(), **given)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from ondol.server.app import create_app, llm_option_names, serve
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
+    wanted = {"dtype": args.dtype, "max_model_len": args.max_model_len, "kv_cache_bytes": args.kv_cache_memory,
+              "max_num_seqs": args.max_num_seqs, "max_num_batched_tokens": args.max_num_batched_tokens,
+              "enable_prefix_caching": False if args.no_prefix_caching else None, "progress": False}
+    supported = llm_option_names()
+    options = {k: v for k, v in wanted.items() if v is not None and k in supported}
+    app = create_app(args.model, served_model_name=args.served_model_name, api_key=args.api_key,
+                     max_waiting=args.max_waiting, shutdown_grace_seconds=args.shutdown_grace, **options)
+    name = app.state.ondol.model_name
+
+    def ready(address: str) -> None:
+        print(f"ondol is serving {name} at {address}/v1", flush=True)
+
+    def failed(message: str) -> None:
+        print(f"error: {message}", file=sys.stderr, flush=True)
+
+    app.state.ondol.on_failed.append(failed)
+    return serve(app, args.host, args.port, log_level=args.log_level, on_ready=ready)
+
+
 def _load(args: argparse.Namespace):
     from ondol.llm import LLM
 
@@ -109,7 +171,7 @@ def _generate(args: argparse.Namespace) -> int:
         ids = llm.chat_prompt(messages)
     else:
         ids = llm.encode(prompt)
-    gen = llm.engine.start(ids, params)
+    gen = llm.engine.stream(ids, params)
     if args.json:
         for _ in gen:
             pass
@@ -161,7 +223,7 @@ def _chat(args: argparse.Namespace) -> int:
         if not command:
             continue
         history.append({"role": "user", "content": text})
-        gen = llm.engine.start(llm.chat_prompt(system + history), params)
+        gen = llm.engine.stream(llm.chat_prompt(system + history), params)
         reply = []
         try:
             for piece in gen:

@@ -6,7 +6,8 @@
     llm.chat([{"role": "user", "content": "안녕!"}]).text
     for piece in llm.stream("Once upon a time"): print(piece, end="")
 
-A prompt is a string or a list of token ids; ``generate`` on a list of prompts returns a list.
+A prompt is a string or a list of token ids; ``generate`` on a list of prompts returns a list, and
+runs them as one continuously batched workload on the same engine the server uses.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any
 
 import torch
 
-from ondol.engine.engine import Engine, Generation
+from ondol.engine.engine import Engine, EngineConfig, Generation
+from ondol.engine.kv_cache import PagedKVCache
 from ondol.engine.output import Completion
 from ondol.engine.sampler import SamplingParams
 from ondol.errors import InvalidRequestError
@@ -29,10 +31,14 @@ Message = dict[str, Any]
 
 class LLM:
     def __init__(self, model: str | Path, *, dtype: str | torch.dtype = "auto", max_model_len: int | None = None,
-                 progress: bool | None = None) -> None:
+                 progress: bool | None = None, kv_cache_bytes: int = 1 << 30, max_num_seqs: int = 64,
+                 max_num_batched_tokens: int = 512, block_size: int = 16, enable_prefix_caching: bool = True,
+                 num_kv_blocks: int | None = None) -> None:
         """Load a model. ``dtype`` "auto" keeps fp32/bf16 checkpoints as stored and runs fp16 and
-        quantized ones in bf16. ``max_model_len`` caps the context below the model's own.
-        ``progress`` shows a loading bar (default: when stderr is a terminal)."""
+        quantized ones in bf16. ``max_model_len`` caps the context below the model's own; left
+        unset, it is the model's context or what ``kv_cache_bytes`` holds, whichever is less.
+        ``progress`` shows a loading bar (default: when stderr is a terminal). The rest size the
+        engine: KV-cache memory, requests and tokens per step, block size, prefix caching."""
         loaded = load(model, dtype=dtype, progress=progress)
         self.checkpoint = loaded.checkpoint
         self.config = loaded.config
@@ -41,8 +47,16 @@ class LLM:
         limit = self.config.max_position_embeddings
         if max_model_len is not None and not 1 < max_model_len <= limit:
             raise InvalidRequestError(f"max_model_len must be between 2 and the model's context of {limit}.")
-        self.max_model_len = max_model_len or limit
-        self.engine = Engine(self.model, self.tokenizer, self.max_model_len)
+        if max_model_len is None:
+            # A 128k-context model on a device with little memory: fit the context to the KV cache
+            # rather than fail, as a user who did not ask for a length expects.
+            per_block = PagedKVCache.bytes_per_block(self.config, block_size, self.model.dtype)
+            fits = EngineConfig(limit, block_size, kv_cache_bytes, num_kv_blocks).num_blocks(per_block) * block_size
+            max_model_len = min(limit, fits)
+        self.max_model_len = max_model_len
+        self.engine = Engine(self.model, self.tokenizer, EngineConfig(
+            max_model_len, block_size, kv_cache_bytes, num_kv_blocks, max_num_seqs, max_num_batched_tokens,
+            enable_prefix_caching))
 
     def default_sampling_params(self) -> SamplingParams:
         """The model's own defaults from generation_config.json (greedy when it says do_sample=false)."""
@@ -70,16 +84,13 @@ class LLM:
         """One Completion for one prompt (a string or token ids); a list for a list of prompts."""
         params = params or self.default_sampling_params()
         if _is_batch(prompts):
-            ids = [self.encode(p) for p in prompts]
-            for p in ids:
-                self.engine.check_prompt(p)  # reject the batch before generating any of it
-            return [self.engine.generate(p, params) for p in ids]
-        return self.engine.generate(self.encode(prompts), params)
+            return self.engine.generate([self.encode(p) for p in prompts], params)
+        return self.engine.generate([self.encode(prompts)], params)[0]
 
     def chat(self, messages: list[Message], params: SamplingParams | None = None, *,
              tools: list[dict] | None = None, **template_kwargs: Any) -> Completion:
         ids = self.chat_prompt(messages, tools=tools, **template_kwargs)
-        return self.engine.generate(ids, params or self.default_sampling_params())
+        return self.engine.generate([ids], params or self.default_sampling_params())[0]
 
     def stream(self, prompt: Prompt | list[Message], params: SamplingParams | None = None, *,
                tools: list[dict] | None = None, **template_kwargs: Any) -> Generation:
@@ -90,7 +101,7 @@ class LLM:
             ids = self.chat_prompt(prompt, tools=tools, **template_kwargs)
         else:
             ids = self.encode(prompt)
-        return self.engine.start(ids, params or self.default_sampling_params())
+        return self.engine.stream(ids, params or self.default_sampling_params())
 
 
 def _is_batch(prompts: Any) -> bool:

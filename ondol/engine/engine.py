@@ -1,37 +1,86 @@
-"""The generation loop: prompt ids + SamplingParams -> streamed text and a Completion.
+"""The engine: requests in, streamed outputs out, many requests per forward.
 
-One ``Generation`` is one request: chunked prefill of the prompt into a KV cache, then one decode
-step per token, each step sampling from the last position's logits. Everything model-specific is
-behind ``model(tokens, positions, cache, select)``; everything text-specific is in OutputProcessor.
+``Engine`` is synchronous and single-threaded: ``add_request``/``abort_request`` between steps,
+``step()`` runs one scheduler decision and one forward and returns each sampling request's new
+text. ``LLM`` drives it directly; the server drives it from a background thread (AsyncEngine).
+
+Per step: the scheduler picks tokens (decode tokens of running requests and chunks of waiting
+prompts) and reserves their blocks; the runner computes them in one forward; each request whose
+known tokens are now all computed samples one token with its own seeded generator; finished
+requests free their blocks at once.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-import secrets
+import itertools
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
-from ondol.engine.kv_cache import ContiguousKVCache
-from ondol.engine.output import Completion, OutputProcessor, TokenLogprob
+from ondol.engine.block_pool import BlockPool
+from ondol.engine.kv_cache import PagedKVCache
+from ondol.engine.output import Completion, TokenLogprob
+from ondol.engine.request import Request, RequestOutput
+from ondol.engine.runner import ModelRunner
 from ondol.engine.sampler import SamplingParams, apply_penalties, logprobs_of, sample
+from ondol.engine.scheduler import Scheduler
 from ondol.errors import InvalidRequestError
 from ondol.model import LlamaForCausalLM
 
 if TYPE_CHECKING:
     from ondol.tokenizer import Tokenizer
 
-PREFILL_CHUNK = 512  # prompt tokens per forward: bounds the [T, S] attention scratch of long prompts
-INITIAL_CACHE = 1024  # cache slots reserved beyond the prompt before the cache starts doubling
+
+@dataclass(frozen=True)
+class EngineConfig:
+    max_model_len: int
+    block_size: int = 16
+    kv_cache_bytes: int = 1 << 30  # memory for the block pool (keys and values of every layer)
+    num_kv_blocks: int | None = None  # set directly instead of kv_cache_bytes (tests force preemption)
+    max_num_seqs: int = 64  # requests running at once
+    max_num_batched_tokens: int = 512  # tokens per forward: decode tokens + prompt chunks
+    enable_prefix_caching: bool = True
+
+    def num_blocks(self, bytes_per_block: int) -> int:
+        return self.num_kv_blocks or max(self.kv_cache_bytes // bytes_per_block, 1)
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    num_waiting: int
+    num_running: int
+    num_kv_blocks: int
+    num_kv_blocks_used: int
+    prefix_cache_queries: int  # prompt tokens looked up
+    prefix_cache_hits: int  # prompt tokens found cached
+    num_computed_tokens: int  # tokens run through the model (prompt chunks, decode, recomputation)
+    num_prompt_tokens: int  # prompt tokens of admitted requests
+    num_generated_tokens: int
+    num_preemptions: int
 
 
 class Engine:
-    def __init__(self, model: LlamaForCausalLM, tokenizer: Tokenizer, max_model_len: int) -> None:
-        self.model = model
-        self.tokenizer = tokenizer
-        self.max_model_len = max_model_len
+    def __init__(self, model: LlamaForCausalLM, tokenizer: Tokenizer, config: EngineConfig) -> None:
+        self.model, self.tokenizer, self.config = model, tokenizer, config
+        self.max_model_len = config.max_model_len
+        per_block = PagedKVCache.bytes_per_block(model.config, config.block_size, model.dtype)
+        num_blocks = config.num_blocks(per_block)
+        needed = -(-config.max_model_len // config.block_size)
+        if num_blocks < needed:
+            raise InvalidRequestError(
+                f"The KV cache holds {num_blocks * config.block_size} tokens, fewer than one request of "
+                f"max_model_len={config.max_model_len}; give it more memory or lower max_model_len.")
+        self.pool = BlockPool(num_blocks, config.block_size, config.enable_prefix_caching)
+        self.kv = PagedKVCache(model.config, num_blocks, config.block_size, model.dtype)
+        self.scheduler = Scheduler(self.pool, config.max_num_seqs, config.max_num_batched_tokens)
+        self.runner = ModelRunner(model, self.kv)
+        self.requests: dict[str, Request] = {}
+        self._ids = itertools.count()
+        self._computed = self._prompt = self._generated = 0
+
+    # --- requests ---------------------------------------------------------------------------------
 
     def check_prompt(self, prompt_ids: list[int]) -> None:
         if not prompt_ids:
@@ -39,66 +88,110 @@ class Engine:
         if len(prompt_ids) >= self.max_model_len:
             raise InvalidRequestError(
                 f"The prompt has {len(prompt_ids)} tokens, but the context holds {self.max_model_len}: "
-                "shorten the prompt (or raise max_model_len if the model allows)."
-            )
+                "shorten the prompt (or raise max_model_len if the model allows).")
         vocab = self.model.config.vocab_size
-        bad = [t for t in prompt_ids if not 0 <= t < vocab]
-        if bad:
-            raise InvalidRequestError(f"Token id {bad[0]} is outside the vocabulary (0..{vocab - 1}).")
+        bad = next((t for t in prompt_ids if not 0 <= t < vocab), None)
+        if bad is not None:
+            raise InvalidRequestError(f"Token id {bad} is outside the vocabulary (0..{vocab - 1}).")
 
-    def start(self, prompt_ids: list[int], params: SamplingParams) -> Generation:
+    def add_request(self, prompt_ids: list[int], params: SamplingParams, request_id: str | None = None) -> Request:
         self.check_prompt(prompt_ids)
-        return Generation(self, list(prompt_ids), params)
+        request_id = request_id if request_id is not None else f"req-{next(self._ids)}"
+        if request_id in self.requests:
+            raise InvalidRequestError(f"A request with id {request_id!r} is already running.")
+        room = self.max_model_len - len(prompt_ids)
+        req = Request(request_id, prompt_ids, params, self.tokenizer, min(params.max_tokens or room, room),
+                      self.model.config.vocab_size)
+        self.requests[request_id] = req
+        self.scheduler.add(req)
+        self._prompt += len(prompt_ids)
+        return req
 
-    def generate(self, prompt_ids: list[int], params: SamplingParams) -> Completion:
-        gen = self.start(prompt_ids, params)
-        for _ in gen:
-            pass
-        return gen.completion
+    def abort_request(self, request_id: str) -> None:
+        req = self.requests.pop(request_id, None)
+        if req is not None:
+            self.scheduler.finish(req)
+            req.output.finish_reason = req.output.finish_reason or "abort"
+
+    def has_unfinished_requests(self) -> bool:
+        return bool(self.requests)
+
+    # --- one step ---------------------------------------------------------------------------------
+
+    def step(self) -> list[RequestOutput]:
+        out = self.scheduler.schedule()
+        if not out.scheduled:
+            return []
+        logits = self.runner.execute(out)
+        self.scheduler.after_step(out)
+        self._computed += out.num_tokens
+        outputs = []
+        rows = iter(logits)
+        for s in out.scheduled:
+            if s.samples:
+                outputs.append(self._sample(s.request, next(rows)))
+        return outputs
+
+    def _sample(self, req: Request, raw: torch.Tensor) -> RequestOutput:
+        params = req.params
+        scores = raw
+        if params.repetition_penalty != 1 or params.presence_penalty or params.frequency_penalty:
+            scores = apply_penalties(raw, params, *req.penalty_state())
+        token = sample(scores, params, req.generator)
+        lp = TokenLogprob(token, *logprobs_of(raw, token, params.logprobs)) if params.logprobs is not None else None
+        text = req.output.append(token, lp)
+        req.append_token(token)
+        self._generated += 1
+        finished = req.output.finish_reason is not None
+        if finished:
+            self.scheduler.finish(req)
+            del self.requests[req.request_id]
+        return RequestOutput(req.request_id, text, [token], [lp] if lp else None, finished, req.output.finish_reason,
+                             len(req.prompt_ids), len(req.output.token_ids), req.num_cached_tokens)
+
+    @property
+    def stats(self) -> EngineStats:
+        return EngineStats(
+            num_waiting=self.scheduler.num_waiting, num_running=self.scheduler.num_running,
+            num_kv_blocks=self.pool.num_blocks, num_kv_blocks_used=self.pool.num_used,
+            prefix_cache_queries=self.pool.queries, prefix_cache_hits=self.pool.hits,
+            num_computed_tokens=self._computed, num_prompt_tokens=self._prompt,
+            num_generated_tokens=self._generated, num_preemptions=self.scheduler.num_preemptions)
+
+    # --- synchronous use (LLM) -------------------------------------------------------------------
+
+    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
+        """Run prompts as one batch to completion; results in prompt order."""
+        for p in prompts:
+            self.check_prompt(p)  # reject the batch before any of it runs
+        reqs = [self.add_request(p, params) for p in prompts]
+        try:
+            while any(not r.finished for r in reqs):
+                self.step()
+        finally:
+            for r in reqs:
+                self.abort_request(r.request_id)  # no-op for finished ones
+        return [r.output.completion(r.prompt_ids) for r in reqs]
+
+    def stream(self, prompt_ids: list[int], params: SamplingParams) -> Generation:
+        return Generation(self, self.add_request(prompt_ids, params))
 
 
 class Generation:
-    """Iterate for text pieces; ``completion`` is set once iteration ends."""
+    """Iterate for one request's text pieces; ``completion`` is set once it has finished.
+    Stopping the iteration early aborts the request."""
 
-    def __init__(self, engine: Engine, prompt_ids: list[int], params: SamplingParams) -> None:
-        self.engine, self.prompt_ids, self.params = engine, prompt_ids, params
-        room = engine.max_model_len - len(prompt_ids)
-        self.output = OutputProcessor(engine.tokenizer, params, min(params.max_tokens or room, room))
+    def __init__(self, engine: Engine, request: Request) -> None:
+        self.engine, self.request = engine, request
         self.completion: Completion | None = None
 
     def __iter__(self) -> Iterator[str]:
-        model, params, out = self.engine.model, self.params, self.output
-        n = len(self.prompt_ids)
-        cache = ContiguousKVCache(model.config, self.engine.max_model_len, model.dtype,
-                                  capacity=n + min(out.max_new_tokens, INITIAL_CACHE))
-        seed = params.seed if params.seed is not None else secrets.randbits(63)
-        generator = torch.Generator().manual_seed(seed)
-        vocab = model.config.vocab_size
-        seen = torch.zeros(vocab, dtype=torch.bool)
-        counts = torch.zeros(vocab)
-        seen[torch.tensor(self.prompt_ids)] = True
-        penalized = params.repetition_penalty != 1 or params.presence_penalty or params.frequency_penalty
-
-        tokens = torch.tensor(self.prompt_ids)
-        for start in range(0, n, PREFILL_CHUNK):
-            chunk = tokens[start : start + PREFILL_CHUNK]
-            positions = torch.arange(start, start + len(chunk))
-            logits = model(chunk[None], positions[None], cache, select=torch.tensor([len(chunk) - 1]))
-        pos = n
-        while True:
-            raw = logits[0, -1]
-            scores = apply_penalties(raw, params, seen, counts) if penalized else raw
-            token = sample(scores, params, generator)
-            lp = None
-            if params.logprobs is not None:
-                lp = TokenLogprob(token, *logprobs_of(raw, token, params.logprobs))
-            piece = out.append(token, lp)
-            if piece:
-                yield piece
-            if out.finish_reason is not None:
-                break
-            seen[token] = True
-            counts[token] += 1
-            logits = model(torch.tensor([[token]]), torch.tensor([[pos]]), cache)
-            pos += 1
-        self.completion = out.completion(self.prompt_ids)
+        req = self.request
+        try:
+            while not req.finished:
+                for o in self.engine.step():
+                    if o.request_id == req.request_id and o.text:
+                        yield o.text
+        finally:
+            self.engine.abort_request(req.request_id)
+        self.completion = req.output.completion(req.prompt_ids)

@@ -1,6 +1,8 @@
 """The Llama-family decoder: RMSNorm, RoPE, grouped-query attention, SwiGLU MLP.
 
-One ``forward(tokens, positions, cache)`` serves prefill (T prompt tokens) and decode (T = 1).
+One ``forward(tokens, positions, cache)`` serves prefill (T prompt tokens) and decode (T = 1). The
+cache is the attention backend for its memory layout: ``prepare(positions)`` once per forward,
+``attention(layer, q, k, v)`` in each layer (stores k/v, attends over everything the queries see).
 Module attribute names equal Hugging Face checkpoint tensor names (``model.layers.0.self_attn.q_proj
 .weight``), so loading a checkpoint is assigning tensors by name; see ``loaders``.
 Llama 2/3.x, Solar, Mistral and Qwen2 differ only in what ModelConfig says (biases, tied
@@ -14,7 +16,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ondol.config import ModelConfig
-from ondol.model.attention import attend
 from ondol.model.rope import apply_rope, cos_sin, inv_frequencies
 
 
@@ -43,15 +44,14 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(h, self.n_kv * self.head_dim, bias=cfg.qkv_bias)
         self.o_proj = nn.Linear(self.n_heads * self.head_dim, h, bias=cfg.o_bias)
 
-    def forward(self, x, cos, sin, cache, mask):
+    def forward(self, x, cos, sin, cache):
         b, t, _ = x.shape
         # [B, T, H*D] -> [B, H, T, D]
         q = self.q_proj(x).view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        k, v = cache.update(self.layer, k, v)
-        out = attend(q, k, v, mask)  # [B, H, T, D]
+        out = cache.attention(self.layer, q, k, v)  # stores k, v; returns [B, H, T, D]
         return self.o_proj(out.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))
 
 
@@ -75,8 +75,8 @@ class DecoderLayer(nn.Module):
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
-    def forward(self, x, cos, sin, cache, mask):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, mask)
+    def forward(self, x, cos, sin, cache):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -115,9 +115,9 @@ class LlamaForCausalLM(nn.Module):
         for only the time steps in ``select`` (generation needs just the last one)."""
         x = self.model.embed_tokens(tokens)
         cos, sin = cos_sin(self.inv_freq, positions, x.dtype)  # [B, 1, T, D], shared by every layer
-        mask = cache.mask(positions)
+        cache.prepare(positions)  # once per forward: masks, gather indices
         for layer in self.model.layers:
-            x = layer(x, cos, sin, cache, mask)
+            x = layer(x, cos, sin, cache)
         if select is not None:
             x = x[:, select]
         return self.lm_head(self.model.norm(x)).float()
