@@ -133,7 +133,7 @@ def _sampling(llm, args: argparse.Namespace):
 def _serve(args: argparse.Namespace) -> int:
     import logging
 
-    from ondol.server.app import create_app, llm_option_names, serve
+    from ondol.server import create_app, llm_option_names, serve
 
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
     wanted = {"dtype": args.dtype, "max_model_len": args.max_model_len, "kv_cache_bytes": args.kv_cache_memory,

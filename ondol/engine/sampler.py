@@ -50,7 +50,7 @@ class SamplingParams:
             (self.top_k >= -1, "top_k must be -1, 0 (off) or a positive number"),
             (0 < self.top_p <= 1, "top_p must be in (0, 1]"),
             (0 <= self.min_p <= 1, "min_p must be in [0, 1]"),
-            (self.repetition_penalty > 0, "repetition_penalty must be > 0"),
+            (0.01 <= self.repetition_penalty <= 100, "repetition_penalty must be in [0.01, 100]"),
             (-2 <= self.presence_penalty <= 2, "presence_penalty must be in [-2, 2]"),
             (-2 <= self.frequency_penalty <= 2, "frequency_penalty must be in [-2, 2]"),
             (self.logprobs is None or 0 <= self.logprobs <= 20, "logprobs must be in [0, 20]"),
@@ -62,7 +62,8 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0
+        # Below 1e-5, dividing logits by the temperature overflows float32: it is greedy anyway.
+        return self.temperature < 1e-5
 
 
 def apply_penalties(logits: torch.Tensor, params: SamplingParams, seen: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
@@ -108,8 +109,10 @@ def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Genera
     if params.greedy:
         return int(logits.argmax())
     logits = logits / params.temperature
-    logits = min_p(top_p(top_k(logits, params.top_k), params.top_p), params.min_p)
-    probs = logits.softmax(-1)
+    filtered = min_p(top_p(top_k(logits, params.top_k), params.top_p), params.min_p)
+    probs = filtered.softmax(-1)
+    if not torch.isfinite(probs).all():  # extreme penalties can leave no finite distribution:
+        return int(logits.argmax())  # never let one request's parameters fail a batch
     return int(torch.multinomial(probs, 1, generator=generator))
 
 

@@ -76,7 +76,7 @@ def test_logprobs_are_the_raw_distribution():
 
 
 @pytest.mark.parametrize("kwargs", [dict(temperature=-1), dict(top_p=0), dict(top_p=1.5), dict(min_p=2),
-                                    dict(max_tokens=0), dict(repetition_penalty=0), dict(presence_penalty=3),
+                                    dict(max_tokens=0), dict(repetition_penalty=0), dict(repetition_penalty=1e-300), dict(presence_penalty=3),
                                     dict(logprobs=21), dict(top_k=-2), dict(stop=[""])])
 def test_invalid_params_are_rejected(kwargs):
     with pytest.raises(InvalidRequestError, match="Invalid sampling parameters"):
@@ -85,3 +85,15 @@ def test_invalid_params_are_rejected(kwargs):
 
 def test_stop_accepts_a_single_string():
     assert SamplingParams(stop="\n").stop == ("\n",)
+
+
+@pytest.mark.parametrize("logits", [torch.tensor([1e38, -1e38, 3.0]), torch.tensor([float("inf"), 0.0, 1.0]),
+                                    torch.tensor([float("-inf")] * 3)])
+@pytest.mark.parametrize("temperature", [1e-300, 1e-3, 1.0, 2.0])
+def test_sampling_never_fails(logits, temperature):
+    token = sample(logits, SamplingParams(temperature=temperature, top_p=0.5), torch.Generator().manual_seed(0))
+    assert 0 <= token < 3
+
+
+def test_tiny_temperature_is_greedy():
+    assert SamplingParams(temperature=1e-6).greedy and not SamplingParams(temperature=1e-4).greedy

@@ -1,0 +1,425 @@
+"""The OpenAI-compatible HTTP server: routes, errors, streaming, metrics, loading and shutdown.
+
+No model logic lives here: requests are validated and converted in ``protocol``, prompts are
+rendered by ``LLM``, and every token comes from ``AsyncEngine``, which batches all requests.
+
+* The model loads in a background thread once the server is up: ``/health`` and every ``/v1``
+  route answer 503 until it is ready.
+* Every error is OpenAI's ``{"error": {...}}``: 400 for anything malformed (bad JSON or UTF-8,
+  wrong types, a prompt longer than the context), 401 without the API key, 404 for an unknown
+  model, 429 with Retry-After when too many requests wait, 503 while loading or shutting down.
+  A 500 means a bug in ondol and is logged.
+* ``n`` choices are ``n`` engine requests ``{id}-{i}``, with seed + i. When a client goes away,
+  its engine requests are aborted at once (the stream's tasks are cancelled, which closes the
+  engine's generators), during a stream or while a non-streamed answer is being generated.
+* Shutdown (SIGTERM under ``serve``, or the lifespan's end under any ASGI server): stop admitting
+  (503), let requests in flight finish within the grace period, abort the rest, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel
+
+from ondol.engine.async_engine import AsyncEngine
+from ondol.engine.request import RequestOutput
+from ondol.errors import ChatTemplateError
+from ondol.server import protocol as P
+from ondol.server.errors import APIError, ClientGone, install_error_handlers, parse_body
+from ondol.server.metrics import CountRequests
+from ondol.server.metrics import Metrics
+from ondol.server.state import ModelSource, ServerState, ondol_version
+
+log = logging.getLogger("ondol.server")
+
+DEFAULT_GRACE_SECONDS = 10.0
+
+
+# --- running engine requests --------------------------------------------------------------------
+
+_END = object()
+
+
+class _Choices:
+    """The engine requests behind one API request (one per choice), merged into one stream of
+    (choice index, RequestOutput). ``start`` waits for every request's first output, so a request
+    the engine refuses (bad prompt, queue full) raises before any response is sent. ``close``
+    cancels the tasks that drive the engine's generators, which aborts unfinished requests at once,
+    and then closes every generator (from a task of its own, so it completes even when called from
+    a cancelled scope)."""
+
+    _finalizers: set[asyncio.Task] = set()
+
+    def __init__(self, engine: AsyncEngine, metrics: Metrics, request_id: str,
+                 jobs: list[tuple[list[int], Any]], prompt_of: list[int], arrival: float) -> None:
+        self.gens = [engine.generate(f"{request_id}-{i}", ids, params) for i, (ids, params) in enumerate(jobs)]
+        self.metrics, self.prompt_of, self.arrival = metrics, prompt_of, arrival
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.tasks: list[asyncio.Task] = []
+        self.pending = len(self.gens)
+        n = len(self.gens)
+        self.last_token_time: list[float | None] = [None] * n
+        self.prompt_tokens = [0] * n
+        self.completion_tokens = [0] * n
+        self.cached_tokens = [0] * n
+        self.closed = False
+
+    async def start(self) -> None:
+        async def first(g: Any) -> RequestOutput | None:
+            try:
+                return await g.__anext__()
+            except StopAsyncIteration:
+                return None
+
+        firsts = [asyncio.ensure_future(first(g)) for g in self.gens]
+        self.tasks += firsts
+        done, pending = await asyncio.wait(firsts, return_when=asyncio.FIRST_EXCEPTION)
+        for t in done:
+            if t.exception() is not None:
+                raise t.exception()
+        for i, (t, g) in enumerate(zip(firsts, self.gens)):
+            out = t.result()
+            if out is None:
+                self.queue.put_nowait((i, _END))
+                continue
+            self._record(i, out)
+            self.queue.put_nowait((i, out))
+            if out.finished:
+                self.queue.put_nowait((i, _END))
+            else:
+                self.tasks.append(asyncio.ensure_future(self._pump(i, g)))
+
+    async def _pump(self, i: int, g: Any) -> None:
+        try:
+            async for out in g:
+                self._record(i, out)
+                self.queue.put_nowait((i, out))
+        except Exception as e:  # a bug in the engine: reported to the consumer
+            self.queue.put_nowait((i, e))
+        self.queue.put_nowait((i, _END))
+
+    def _record(self, i: int, out: RequestOutput) -> None:
+        now = time.monotonic()
+        m = self.metrics
+        if out.token_ids:
+            last = self.last_token_time[i]
+            if last is None:
+                m.ttft.observe(now - self.arrival)
+                m.prompt_tokens.inc(out.prompt_tokens)
+            else:
+                per = (now - last) / len(out.token_ids)
+                for _ in out.token_ids:
+                    m.itl.observe(per)
+            self.last_token_time[i] = now
+            m.generation_tokens.inc(len(out.token_ids))
+        if out.finished:
+            m.e2e.observe(now - self.arrival)
+        self.prompt_tokens[i] = out.prompt_tokens
+        self.completion_tokens[i] = out.completion_tokens
+        self.cached_tokens[i] = out.cached_tokens
+
+    async def events(self) -> AsyncIterator[tuple[int, RequestOutput]]:
+        while self.pending:
+            i, item = await self.queue.get()
+            if item is _END:
+                self.pending -= 1
+            elif isinstance(item, Exception):
+                raise item
+            else:
+                yield i, item
+
+    def usage(self) -> P.Usage:
+        """Prompt tokens once per prompt (n choices share one), completion tokens of every choice."""
+        first_choice: dict[int, int] = {}
+        for i, p in enumerate(self.prompt_of):
+            first_choice.setdefault(p, i)
+        prompt = sum(self.prompt_tokens[i] for i in first_choice.values())
+        cached = sum(self.cached_tokens[i] for i in first_choice.values())
+        return P.Usage.of(prompt, sum(self.completion_tokens), cached)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for t in self.tasks:
+            t.cancel()
+        fin = asyncio.get_running_loop().create_task(self._finalize())
+        self._finalizers.add(fin)
+        fin.add_done_callback(self._finalizers.discard)
+
+    async def _finalize(self) -> None:
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for g in self.gens:
+            with contextlib.suppress(Exception):
+                await g.aclose()
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_disconnected(request: Request, work: Any) -> Any:
+    """Await ``work``; if the client disconnects first, cancel it and raise ClientGone."""
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not task.done():
+            task.cancel()
+    if task.done() and not task.cancelled():
+        return task.result()
+    raise ClientGone()
+
+
+class _EventStream(StreamingResponse):
+    """Server-sent events whose generator is closed as soon as the response ends for any reason,
+    client disconnect included (Starlette would otherwise leave that to the garbage collector)."""
+
+    def __init__(self, content: AsyncIterator[str], on_close: Callable[[], None]) -> None:
+        super().__init__(content, media_type="text/event-stream",
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self.on_close = on_close
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.on_close()  # synchronous: runs even in a cancelled scope
+            with contextlib.suppress(BaseException):
+                await self.body_iterator.aclose()
+
+
+def _sse(model: BaseModel) -> str:
+    return f"data: {model.model_dump_json()}\n\n"
+
+
+def _sse_error(message: str) -> str:
+    body = P.ErrorResponse(error=P.ErrorInfo(message=message, type="server_error"))
+    return f"data: {body.model_dump_json()}\n\n"
+
+
+# --- the app ------------------------------------------------------------------------------------
+
+def create_app(model: ModelSource, *, served_model_name: str | None = None, api_key: str | None = None,
+               max_waiting: int = 256, shutdown_grace_seconds: float = DEFAULT_GRACE_SECONDS,
+               **llm_options: Any) -> FastAPI:
+    """The server for one model: a path (loaded in a background thread once the server is up, with
+    ``llm_options`` such as dtype, max_model_len, kv_cache_bytes, max_num_seqs passed to LLM), a
+    loaded LLM, or a function returning one (called in that thread). ``app.state.ondol`` is the
+    ServerState (its ``on_ready``/``on_failed`` callbacks, ``shutdown``, the engine)."""
+    state = ServerState(model, served_model_name, api_key, max_waiting, llm_options, shutdown_grace_seconds)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI):
+        await state.start()
+        try:
+            yield
+        finally:
+            await state.shutdown()
+
+    app = FastAPI(title="ondol", version=ondol_version(), lifespan=lifespan)
+    app.state.ondol = state
+    app.add_middleware(CountRequests, metrics=state.metrics)
+    install_error_handlers(app)
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        ok = state.phase == "ready"
+        body = {"status": "ok" if ok else state.phase}
+        if state.error:
+            body["error"] = state.error
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(state.metrics.export(), media_type=CONTENT_TYPE_LATEST)
+
+    async def authorize(request: Request) -> None:
+        if state.api_key is None:
+            return
+        auth = request.headers.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), state.api_key.encode()):
+            raise APIError(401, "Invalid or missing API key: send `Authorization: Bearer <key>`.",
+                           code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorize)])
+
+    def model_card() -> P.ModelCard:
+        return P.ModelCard(id=state.model_name, created=state.loaded_at, root=state.model_name,
+                           max_model_len=state.max_model_len or None)
+
+    @v1.get("/models")
+    async def list_models() -> JSONResponse:
+        state.require_ready()
+        return JSONResponse(P.ModelList(data=[model_card()]).model_dump())
+
+    @v1.get("/models/{name:path}")
+    async def get_model(name: str) -> JSONResponse:
+        state.require_ready()
+        state.check_model(name)
+        return JSONResponse(model_card().model_dump())
+
+    @v1.post("/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        arrival = time.monotonic()
+        engine = state.require_ready()
+        req: P.ChatCompletionRequest = await parse_body(request, P.ChatCompletionRequest)
+        state.check_model(req.model)
+        params = P.sampling_params(req, state.defaults, state.max_model_len)
+        try:
+            prompt = await _off_loop(request, state.llm.chat_prompt, req.template_messages())
+        except ChatTemplateError as e:
+            raise APIError(400, str(e), param="messages") from None
+        rid = f"chatcmpl-{uuid.uuid4().hex}"
+        choices = _Choices(engine, state.metrics, rid, [(prompt, p) for p in params], [0] * req.n, arrival)
+        return await _respond(request, choices, lambda: _chat_stream(state, req, rid, choices),
+                              lambda: _chat_response(state, req, rid, choices), req.stream)
+
+    @v1.post("/completions")
+    async def completions(request: Request) -> Response:
+        arrival = time.monotonic()
+        engine = state.require_ready()
+        req: P.CompletionRequest = await parse_body(request, P.CompletionRequest)
+        state.check_model(req.model)
+        params = P.sampling_params(req, state.defaults, state.max_model_len)
+        prompts = await _off_loop(request, lambda: [state.llm.encode(p) for p in req.prompts()])
+        if len(prompts) * req.n > 64:
+            raise APIError(400, "At most 64 completions (prompts × n) per request.", param="prompt")
+        jobs = [(ids, p) for ids in prompts for p in params]
+        prompt_of = [k for k in range(len(prompts)) for _ in params]
+        rid = f"cmpl-{uuid.uuid4().hex}"
+        choices = _Choices(engine, state.metrics, rid, jobs, prompt_of, arrival)
+        return await _respond(request, choices, lambda: _completion_stream(state, req, rid, choices),
+                              lambda: _completion_response(state, req, rid, choices), req.stream)
+
+    app.include_router(v1)
+    return app
+
+
+async def _off_loop(request: Request, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run tokenization (and chat templates) of a large request in a thread, so a long prompt does
+    not stall every other stream; small ones are not worth the hop."""
+    size = request.headers.get("content-length", "")
+    if size.isdigit() and int(size) > 16 << 10:
+        return await asyncio.to_thread(fn, *args)
+    return fn(*args)
+
+
+async def _respond(request: Request, choices: _Choices, stream: Callable[[], AsyncIterator[str]],
+                   collect: Callable[[], Any], streaming: bool) -> Response:
+    try:
+        await _unless_disconnected(request, choices.start())
+        if streaming:
+            return _EventStream(stream(), choices.close)
+        return JSONResponse((await _unless_disconnected(request, collect())).model_dump(mode="json"))
+    except BaseException:
+        choices.close()
+        raise
+    finally:
+        if not streaming:
+            choices.close()
+
+
+async def _chat_response(state: ServerState, req: P.ChatCompletionRequest, rid: str,
+                         choices: _Choices) -> P.ChatCompletionResponse:
+    n = len(choices.gens)
+    texts: list[list[str]] = [[] for _ in range(n)]
+    lps: list[list] = [[] for _ in range(n)]
+    reasons: list[str | None] = [None] * n
+    async for i, out in choices.events():
+        texts[i].append(out.text)
+        if out.logprobs:
+            lps[i] += out.logprobs
+        if out.finished:
+            reasons[i] = out.finish_reason
+    return P.ChatCompletionResponse(id=rid, model=state.model_name, usage=choices.usage(), choices=[
+        P.ChatCompletionChoice(index=i, message=P.AssistantMessage(content="".join(texts[i])), finish_reason=reasons[i],
+                               logprobs=P.ChatLogprobs(content=state.formatter.chat(lps[i])) if req.logprobs else None)
+        for i in range(n)])
+
+
+async def _completion_response(state: ServerState, req: P.CompletionRequest, rid: str,
+                               choices: _Choices) -> P.CompletionResponse:
+    n = len(choices.gens)
+    texts: list[list[str]] = [[] for _ in range(n)]
+    lps: list[list] = [[] for _ in range(n)]
+    reasons: list[str | None] = [None] * n
+    async for i, out in choices.events():
+        texts[i].append(out.text)
+        if out.logprobs:
+            lps[i] += out.logprobs
+        if out.finished:
+            reasons[i] = out.finish_reason
+    return P.CompletionResponse(id=rid, model=state.model_name, usage=choices.usage(), choices=[
+        P.CompletionChoice(index=i, text="".join(texts[i]), finish_reason=reasons[i],
+                           logprobs=state.formatter.completion(lps[i], P.TextOffsets())
+                           if req.logprobs is not None else None)
+        for i in range(n)])
+
+
+async def _chat_stream(state: ServerState, req: P.ChatCompletionRequest, rid: str,
+                       choices: _Choices) -> AsyncIterator[str]:
+    created = int(time.time())
+
+    def chunk(items: list[P.ChatStreamChoice], usage: P.Usage | None = None) -> str:
+        return _sse(P.ChatCompletionChunk(id=rid, created=created, model=state.model_name, choices=items, usage=usage))
+
+    try:
+        for i in range(len(choices.gens)):
+            yield chunk([P.ChatStreamChoice(index=i, delta=P.DeltaMessage(role="assistant", content=""))])
+        async for i, out in choices.events():
+            lp = P.ChatLogprobs(content=state.formatter.chat(out.logprobs or [])) if req.logprobs else None
+            if out.text or out.finished or (lp and lp.content):
+                yield chunk([P.ChatStreamChoice(index=i, delta=P.DeltaMessage(content=out.text or None), logprobs=lp,
+                                                finish_reason=out.finish_reason if out.finished else None)])
+        if req.include_usage:
+            yield chunk([], usage=choices.usage())
+        yield "data: [DONE]\n\n"
+    except Exception as e:
+        log.exception("Error while streaming %s", rid)
+        yield _sse_error(f"Internal error while generating: {type(e).__name__}.")
+        yield "data: [DONE]\n\n"
+    finally:
+        choices.close()
+
+
+async def _completion_stream(state: ServerState, req: P.CompletionRequest, rid: str,
+                             choices: _Choices) -> AsyncIterator[str]:
+    created = int(time.time())
+    offsets = [P.TextOffsets() for _ in choices.gens]
+
+    def chunk(items: list[P.CompletionChoice], usage: P.Usage | None = None) -> str:
+        return _sse(P.CompletionResponse(id=rid, created=created, model=state.model_name, choices=items, usage=usage))
+
+    try:
+        async for i, out in choices.events():
+            lp = state.formatter.completion(out.logprobs or [], offsets[i]) if req.logprobs is not None else None
+            if out.text or out.finished or (lp and lp.tokens):
+                yield chunk([P.CompletionChoice(index=i, text=out.text, logprobs=lp,
+                                                finish_reason=out.finish_reason if out.finished else None)])
+        if req.include_usage:
+            yield chunk([], usage=choices.usage())
+        yield "data: [DONE]\n\n"
+    except Exception as e:
+        log.exception("Error while streaming %s", rid)
+        yield _sse_error(f"Internal error while generating: {type(e).__name__}.")
+        yield "data: [DONE]\n\n"
+    finally:
+        choices.close()
+
+
