@@ -133,14 +133,15 @@ def _sampling(llm, args: argparse.Namespace):
 def _serve(args: argparse.Namespace) -> int:
     import logging
 
-    from ondol.server import create_app, llm_option_names, serve
+    from ondol.loaders import open_checkpoint
+    from ondol.server import create_app, serve
 
+    open_checkpoint(args.model)  # a wrong path or a corrupt file fails here, before a server starts
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
     wanted = {"dtype": args.dtype, "max_model_len": args.max_model_len, "kv_cache_bytes": args.kv_cache_memory,
               "max_num_seqs": args.max_num_seqs, "max_num_batched_tokens": args.max_num_batched_tokens,
               "enable_prefix_caching": False if args.no_prefix_caching else None, "progress": False}
-    supported = llm_option_names()
-    options = {k: v for k, v in wanted.items() if v is not None and k in supported}
+    options = {k: v for k, v in wanted.items() if v is not None}
     app = create_app(args.model, served_model_name=args.served_model_name, api_key=args.api_key,
                      max_waiting=args.max_waiting, shutdown_grace_seconds=args.shutdown_grace, **options)
     name = app.state.ondol.model_name

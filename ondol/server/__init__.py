@@ -1,6 +1,6 @@
 """ondol's OpenAI-compatible HTTP server: ``ondol serve MODEL`` or ``create_app(...)``."""
 
 from ondol.server.app import create_app
-from ondol.server.state import llm_option_names, serve
+from ondol.server.state import serve
 
-__all__ = ["create_app", "llm_option_names", "serve"]
+__all__ = ["create_app", "serve"]

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import contextlib
-import inspect
 import logging
 import signal
 import threading
@@ -60,6 +61,7 @@ class ServerState:
         self.on_failed: list[Callable[[str], None]] = []
         self.metrics = Metrics(self)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.loader: threading.Thread | None = None
         self._shutdown: asyncio.Task | None = None
 
     # loading
@@ -69,7 +71,8 @@ class ServerState:
         if isinstance(self.source, LLM):
             await self._loaded(self.source)
         else:
-            threading.Thread(target=self._load, name="ondol-load", daemon=True).start()
+            self.loader = threading.Thread(target=self._load, name="ondol-load", daemon=True)
+            self.loader.start()
 
     def _load(self) -> None:
         try:
@@ -152,11 +155,6 @@ class ServerState:
 
 # --- running it -----------------------------------------------------------------------------------
 
-def llm_option_names() -> set[str]:
-    """The engine options LLM accepts (they grow with the engine)."""
-    return {p for p in inspect.signature(LLM.__init__).parameters if p not in ("self", "model")}
-
-
 def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "info",
           on_ready: Callable[[str], None] | None = None) -> int:
     """Run ``app`` with uvicorn until SIGTERM or Ctrl-C; returns the exit status (0, or 1 when the
@@ -212,6 +210,12 @@ def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, *, log_level:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if state.loader is not None and state.loader.is_alive():
+        # Stopped while the model was still loading: tearing the interpreter down under a thread
+        # that is inside torch aborts the process, so leave at once (nothing is left to flush).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
     return status
 
 
