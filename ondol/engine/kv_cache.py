@@ -72,9 +72,11 @@ class PagedKVCache:
 
     def __init__(self, config: ModelConfig, num_blocks: int, block_size: int, dtype: torch.dtype) -> None:
         shape = (config.num_hidden_layers, num_blocks * block_size, config.num_key_value_heads, config.head_dim)
-        # torch.zeros of this size is lazily mapped by the OS: untouched blocks cost no memory.
-        self.k = torch.zeros(shape, dtype=dtype)
-        self.v = torch.zeros(shape, dtype=dtype)
+        # empty, not zeros: zeros writes every page (1 GiB resident and half a second at start-up);
+        # empty leaves blocks unmapped until used. Attention never reads a slot that was not
+        # written (PagedStep pads with written slots), so the uninitialised memory is never seen.
+        self.k = torch.empty(shape, dtype=dtype)
+        self.v = torch.empty(shape, dtype=dtype)
         self.num_blocks, self.block_size = num_blocks, block_size
         self.window = config.sliding_window
 
@@ -124,10 +126,14 @@ class PagedStep:
         self.decode_slots = self.decode_mask = None
         if decode:
             s_max = max(s.end for s in decode)
-            slots = torch.zeros(len(decode), s_max, dtype=torch.int64)
+            slots = torch.empty(len(decode), s_max, dtype=torch.int64)
             key_pos = torch.full((len(decode), s_max), -1, dtype=torch.int64)  # -1: padding, masked
             for i, s in enumerate(decode):
-                slots[i, : s.end] = cache.slots(s.block_ids, 0, s.end)
+                own = cache.slots(s.block_ids, 0, s.end)
+                # Padding repeats the request's first slot: masked out, but it must hold finite
+                # numbers, since 0 * NaN from never-written memory would still poison the sum.
+                slots[i] = own[0]
+                slots[i, : s.end] = own
                 key_pos[i, : s.end] = torch.arange(s.end)
             q_pos = torch.tensor([[s.start] for s in decode])
             self.decode_slots = slots

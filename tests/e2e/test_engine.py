@@ -106,3 +106,14 @@ def test_stream_stopped_early_aborts(llm):
     next(it)
     it.close()
     assert llm.engine.stats.num_kv_blocks_used == 0 and not llm.engine.has_unfinished_requests()
+
+
+def test_never_written_cache_memory_is_never_read(tiny_model_dir):
+    """The block pool is uninitialised memory: poison it with NaN and outputs must not change."""
+    llm = LLM(tiny_model_dir, dtype="float32", num_kv_blocks=64, max_model_len=256, enable_prefix_caching=False)
+    ps = prompts(6, seed=7)  # different lengths: decode batches are padded
+    params = SamplingParams(max_tokens=10, temperature=0, ignore_eos=True)
+    clean = [o.token_ids for o in llm.generate(ps, params)]
+    llm.engine.kv.k.fill_(float("nan"))
+    llm.engine.kv.v.fill_(float("nan"))
+    assert [o.token_ids for o in llm.generate(ps, params)] == clean
