@@ -335,8 +335,8 @@ async def _respond(request: Request, choices: _Choices, stream: Callable[[], Asy
             choices.close()
 
 
-async def _chat_response(state: ServerState, req: P.ChatCompletionRequest, rid: str,
-                         choices: _Choices) -> P.ChatCompletionResponse:
+async def _collect(choices: _Choices) -> tuple[list[str], list[list], list[str | None]]:
+    """Every choice's whole text, logprobs and finish reason."""
     n = len(choices.gens)
     texts: list[list[str]] = [[] for _ in range(n)]
     lps: list[list] = [[] for _ in range(n)]
@@ -347,29 +347,26 @@ async def _chat_response(state: ServerState, req: P.ChatCompletionRequest, rid: 
             lps[i] += out.logprobs
         if out.finished:
             reasons[i] = out.finish_reason
+    return ["".join(t) for t in texts], lps, reasons
+
+
+async def _chat_response(state: ServerState, req: P.ChatCompletionRequest, rid: str,
+                         choices: _Choices) -> P.ChatCompletionResponse:
+    texts, lps, reasons = await _collect(choices)
     return P.ChatCompletionResponse(id=rid, model=state.model_name, usage=choices.usage(), choices=[
-        P.ChatCompletionChoice(index=i, message=P.AssistantMessage(content="".join(texts[i])), finish_reason=reasons[i],
+        P.ChatCompletionChoice(index=i, message=P.AssistantMessage(content=texts[i]), finish_reason=reasons[i],
                                logprobs=P.ChatLogprobs(content=state.formatter.chat(lps[i])) if req.logprobs else None)
-        for i in range(n)])
+        for i in range(len(texts))])
 
 
 async def _completion_response(state: ServerState, req: P.CompletionRequest, rid: str,
                                choices: _Choices) -> P.CompletionResponse:
-    n = len(choices.gens)
-    texts: list[list[str]] = [[] for _ in range(n)]
-    lps: list[list] = [[] for _ in range(n)]
-    reasons: list[str | None] = [None] * n
-    async for i, out in choices.events():
-        texts[i].append(out.text)
-        if out.logprobs:
-            lps[i] += out.logprobs
-        if out.finished:
-            reasons[i] = out.finish_reason
+    texts, lps, reasons = await _collect(choices)
     return P.CompletionResponse(id=rid, model=state.model_name, usage=choices.usage(), choices=[
-        P.CompletionChoice(index=i, text="".join(texts[i]), finish_reason=reasons[i],
+        P.CompletionChoice(index=i, text=texts[i], finish_reason=reasons[i],
                            logprobs=state.formatter.completion(lps[i], P.TextOffsets())
                            if req.logprobs is not None else None)
-        for i in range(n)])
+        for i in range(len(texts))])
 
 
 async def _chat_stream(state: ServerState, req: P.ChatCompletionRequest, rid: str,
