@@ -74,7 +74,7 @@ class AsyncEngine:
         InvalidRequestError, QueueFullError or EngineStoppedError before yielding anything."""
         if not self._admitting or not self._running:
             raise EngineStoppedError("The server is shutting down.")
-        self.engine.check_prompt(prompt_ids)  # reads only immutable config: safe from this thread
+        self.engine.check_request(prompt_ids, params)  # reads only immutable config: safe from this thread
         if self.num_waiting >= self.max_waiting:
             raise QueueFullError(f"Too many requests are waiting ({self.max_waiting}); retry shortly.")
         queue: asyncio.Queue = asyncio.Queue()

@@ -24,7 +24,7 @@ from ondol.engine.kv_cache import PagedKVCache
 from ondol.engine.output import Completion, TokenLogprob
 from ondol.engine.request import Request, RequestOutput
 from ondol.engine.runner import ModelRunner
-from ondol.engine.sampler import SamplingParams, apply_penalties, logprobs_of, sample
+from ondol.engine.sampler import SamplingParams, apply_logit_bias, apply_penalties, logprobs_of, sample
 from ondol.engine.scheduler import Scheduler
 from ondol.errors import InvalidRequestError
 from ondol.model import LlamaForCausalLM
@@ -82,6 +82,14 @@ class Engine:
 
     # --- requests ---------------------------------------------------------------------------------
 
+    def check_request(self, prompt_ids: list[int], params: SamplingParams) -> None:
+        """Everything about a request that can be wrong, checked before it is queued."""
+        self.check_prompt(prompt_ids)
+        vocab = self.model.config.vocab_size
+        bad = next((t for t, _ in params.logit_bias if not 0 <= t < vocab), None)
+        if bad is not None:
+            raise InvalidRequestError(f"logit_bias names token {bad}, outside the vocabulary (0..{vocab - 1}).")
+
     def check_prompt(self, prompt_ids: list[int]) -> None:
         if not prompt_ids:
             raise InvalidRequestError("The prompt is empty.")
@@ -95,7 +103,7 @@ class Engine:
             raise InvalidRequestError(f"Token id {bad} is outside the vocabulary (0..{vocab - 1}).")
 
     def add_request(self, prompt_ids: list[int], params: SamplingParams, request_id: str | None = None) -> Request:
-        self.check_prompt(prompt_ids)
+        self.check_request(prompt_ids, params)
         request_id = request_id if request_id is not None else f"req-{next(self._ids)}"
         if request_id in self.requests:
             raise InvalidRequestError(f"A request with id {request_id!r} is already running.")
@@ -134,9 +142,9 @@ class Engine:
 
     def _sample(self, req: Request, raw: torch.Tensor) -> RequestOutput:
         params = req.params
-        scores = raw
+        scores = apply_logit_bias(raw, params)
         if params.repetition_penalty != 1 or params.presence_penalty or params.frequency_penalty:
-            scores = apply_penalties(raw, params, *req.penalty_state())
+            scores = apply_penalties(scores, params, *req.penalty_state())
         token = sample(scores, params, req.generator)
         lp = TokenLogprob(token, *logprobs_of(raw, token, params.logprobs)) if params.logprobs is not None else None
         text = req.output.append(token, lp)
@@ -163,7 +171,7 @@ class Engine:
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
         """Run prompts as one batch to completion; results in prompt order."""
         for p in prompts:
-            self.check_prompt(p)  # reject the batch before any of it runs
+            self.check_request(p, params)  # reject the batch before any of it runs
         reqs = [self.add_request(p, params) for p in prompts]
         try:
             while any(not r.finished for r in reqs):

@@ -1,7 +1,7 @@
 """Sampling parameters and the small functions that turn logits into a token.
 
 Each function takes float32 logits [V] and returns new logits; ``sample`` composes them in a fixed
-order: penalties -> (greedy if temperature is 0) -> temperature -> top-k -> top-p -> min-p -> draw.
+order: logit bias -> penalties -> (greedy if temperature is 0) -> temperature -> top-k -> top-p -> min-p -> draw.
 Log-probabilities reported to the user are those of the model's raw distribution, as OpenAI's are.
 """
 
@@ -37,6 +37,9 @@ class SamplingParams:
     stop_token_ids: tuple[int, ...] = field(default_factory=tuple)
     ignore_eos: bool = False
     logprobs: int | None = None
+    # token id -> bias added to its logit before sampling (-100 bans, +100 forces), as in OpenAI's
+    # API; a dict is accepted and kept as sorted pairs so the params stay hashable.
+    logit_bias: tuple[tuple[int, float], ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         # Accept a single string or any sequence for the tuple fields; keep the object hashable.
@@ -44,6 +47,8 @@ class SamplingParams:
             object.__setattr__(self, "stop", (self.stop,))
         object.__setattr__(self, "stop", tuple(self.stop))
         object.__setattr__(self, "stop_token_ids", tuple(int(t) for t in self.stop_token_ids))
+        bias = self.logit_bias.items() if isinstance(self.logit_bias, dict) else self.logit_bias
+        object.__setattr__(self, "logit_bias", tuple(sorted((int(t), float(b)) for t, b in bias)))
         checks = [
             (self.max_tokens is None or self.max_tokens >= 1, "max_tokens must be at least 1"),
             (self.temperature >= 0, "temperature must be >= 0"),
@@ -55,6 +60,7 @@ class SamplingParams:
             (-2 <= self.frequency_penalty <= 2, "frequency_penalty must be in [-2, 2]"),
             (self.logprobs is None or 0 <= self.logprobs <= 20, "logprobs must be in [0, 20]"),
             (all(self.stop), "stop strings must not be empty"),
+            (all(-100 <= b <= 100 for _, b in self.logit_bias), "logit_bias values must be in [-100, 100]"),
         ]
         for ok, message in checks:
             if not ok:
@@ -64,6 +70,13 @@ class SamplingParams:
     def greedy(self) -> bool:
         # Below 1e-5, dividing logits by the temperature overflows float32: it is greedy anyway.
         return self.temperature < 1e-5
+
+
+def apply_logit_bias(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    if not params.logit_bias:
+        return logits
+    ids, bias = zip(*params.logit_bias)
+    return logits.index_add(-1, torch.tensor(ids), torch.tensor(bias, dtype=logits.dtype))
 
 
 def apply_penalties(logits: torch.Tensor, params: SamplingParams, seen: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:

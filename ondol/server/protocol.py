@@ -101,6 +101,7 @@ class _SamplingFields(_Request):
     top_p: float | None = Field(None, ge=0, le=1)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    logit_bias: dict[int, float] | None = None  # token ids arrive as JSON object keys ("42")
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
@@ -180,6 +181,7 @@ def sampling_params(req: ChatCompletionRequest | CompletionRequest, defaults: Sa
         "frequency_penalty": req.frequency_penalty,
         "stop": tuple(s for s in stop if s),
         "ignore_eos": req.ignore_eos,
+        "logit_bias": req.logit_bias or {},
         "logprobs": logprobs,
     }
     base = dataclasses.replace(defaults, **{k: v for k, v in given.items() if v is not None})

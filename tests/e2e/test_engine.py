@@ -117,3 +117,11 @@ def test_never_written_cache_memory_is_never_read(tiny_model_dir):
     llm.engine.kv.k.fill_(float("nan"))
     llm.engine.kv.v.fill_(float("nan"))
     assert [o.token_ids for o in llm.generate(ps, params)] == clean
+
+
+def test_logit_bias_outside_the_vocabulary_is_rejected(llm):
+    from ondol.errors import InvalidRequestError
+
+    with pytest.raises(InvalidRequestError, match="logit_bias names token"):
+        llm.engine.add_request([1, 2], SamplingParams(logit_bias={10**6: 5}))
+    assert not llm.engine.has_unfinished_requests()

@@ -158,6 +158,25 @@ def test_seed_reproducible(client):
     assert a == b and a != c
 
 
+def test_logit_bias_forces_and_bans(client, tiny_model_dir):
+    from ondol import LLM, SamplingParams
+
+    kw = dict(model=MODEL, prompt="set the living room", max_tokens=6, extra_body={"ignore_eos": True})
+    forced = client.completions.create(**kw, temperature=1.0, seed=3, logit_bias={"42": 100}, logprobs=1).choices[0]
+    assert len(set(forced.logprobs.tokens)) == 1
+    # Ban every token greedy decoding picks: the served answer must avoid them all, and equal
+    # what the Python API gives under the same bias.
+    llm = LLM(tiny_model_dir)
+    greedy_ids = llm.generate("set the living room", SamplingParams(max_tokens=6, temperature=0,
+                                                                    ignore_eos=True)).token_ids
+    bias = {t: -100 for t in greedy_ids}
+    local = llm.generate("set the living room", SamplingParams(max_tokens=6, temperature=0, ignore_eos=True,
+                                                               logit_bias=bias))
+    assert not set(local.token_ids) & set(greedy_ids)
+    served = client.completions.create(**kw, temperature=0, logit_bias={str(t): b for t, b in bias.items()})
+    assert served.choices[0].text == local.text
+
+
 def test_stop_strings(client):
     kw = dict(model=MODEL, prompt="set the living room", max_tokens=30, temperature=0, extra_body={"ignore_eos": True})
     text = client.completions.create(**kw).choices[0].text
@@ -238,6 +257,9 @@ CHAT = "/v1/chat/completions"
     ({"messages": [{"role": "user", "content": "hi"}]}, "model"),
     ({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "top_logprobs": 3}, None),
     ({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "temperature": 2.5}, "temperature"),
+    ({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "logit_bias": {"x": 1}}, "logit_bias.x"),
+    ({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "logit_bias": {"1": 500}}, None),
+    ({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "logit_bias": {"99999999": 1}}, None),
 ])
 def test_bad_requests_are_400(http, body, param):
     assert_openai_error(http.post(CHAT, json=body), 400, param)

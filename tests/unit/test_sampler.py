@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from ondol.engine.sampler import SamplingParams, apply_penalties, logprobs_of, min_p, sample, top_k, top_p
+from ondol.engine.sampler import SamplingParams, apply_logit_bias, apply_penalties, logprobs_of, min_p, sample, top_k, top_p
 from ondol.errors import InvalidRequestError
 
 PROBS = torch.tensor([0.5, 0.3, 0.15, 0.05])
@@ -77,7 +77,8 @@ def test_logprobs_are_the_raw_distribution():
 
 @pytest.mark.parametrize("kwargs", [dict(temperature=-1), dict(top_p=0), dict(top_p=1.5), dict(min_p=2),
                                     dict(max_tokens=0), dict(repetition_penalty=0), dict(repetition_penalty=1e-300), dict(presence_penalty=3),
-                                    dict(logprobs=21), dict(top_k=-2), dict(stop=[""])])
+                                    dict(logprobs=21), dict(top_k=-2), dict(stop=[""]),
+                                    dict(logit_bias={5: 101})])
 def test_invalid_params_are_rejected(kwargs):
     with pytest.raises(InvalidRequestError, match="Invalid sampling parameters"):
         SamplingParams(**kwargs)
@@ -97,3 +98,13 @@ def test_sampling_never_fails(logits, temperature):
 
 def test_tiny_temperature_is_greedy():
     assert SamplingParams(temperature=1e-6).greedy and not SamplingParams(temperature=1e-4).greedy
+
+
+def test_logit_bias_bans_and_forces():
+    params = SamplingParams(temperature=0, logit_bias={0: -100})
+    assert params.logit_bias == ((0, -100.0),) and hash(params)
+    assert sample(apply_logit_bias(LOGITS, params), params, None) == 1  # the top token is banned
+    forced = SamplingParams(temperature=1.0, logit_bias={3: 100})
+    g = torch.Generator().manual_seed(0)
+    assert {sample(apply_logit_bias(LOGITS, forced), forced, g) for _ in range(50)} == {3}
+    assert torch.equal(apply_logit_bias(LOGITS, SamplingParams()), LOGITS)
