@@ -20,7 +20,7 @@ benchmark waits (``--settle``) for a second in which other processes leave the C
 concurrency C, C streaming ``/v1/completions`` requests start at once (one connection each, a plain
 asyncio HTTP/1.1 client, SSE parsed line by line), each with its own prompt of about 64 tokens (no
 prompt is used twice in a run, so no prefix cache helps), ``max_tokens`` 64, temperature 0,
-``ignore_eos`` and a -1000 ``logit_bias`` on every token that is not printable ASCII on its own
+``ignore_eos`` and a -100 ``logit_bias`` on every token that is not printable ASCII on its own
 (end tokens included; see ``non_text_token_ids``: without it llama-cpp-python's stream of a random
 model overruns ``max_tokens``, sometimes to the end of its context). Every server gets the same body:
 ondol ignores ``logit_bias`` (it does not implement it), llama-cpp-python ``ignore_eos``,
@@ -273,7 +273,7 @@ class Server:
 def make_servers(args: argparse.Namespace, folder: Path, gguf: Path, outdir: Path) -> list[Server]:
     _, ondol_dtype, _ = DTYPES[args.dtype]
     banned = end_token_ids(folder) if args.any_output else non_text_token_ids(folder)
-    bias = {"logit_bias": {str(i): -1000.0 for i in banned}}
+    bias = {"logit_bias": {str(i): -100.0 for i in banned}}  # OpenAI's range is -100..100
     usage = {"stream_options": {"include_usage": True}}  # OpenAI's; llama-cpp-python ignores it
     servers = []
     for name in args.systems:
@@ -631,7 +631,7 @@ def markdown(report: dict[str, Any]) -> str:
                                 if k in v) + f"; torch threads {v.get('torch_threads', '?')}, llama.cpp n_threads {cfg['threads']}.",
         "",
         f"Per request: ~{cfg['prompt_tokens']} prompt tokens, max_tokens {cfg['max_tokens']}, temperature 0, "
-        + ("end tokens banned" if cfg["any_output"] else "logit_bias -1000 on every token that is not printable ASCII "
+        + ("end tokens banned" if cfg["any_output"] else "logit_bias -100 on every token that is not printable ASCII "
            "(end tokens included)") + f", ignore_eos. {cfg['repeats']} repeats, medians shown.",
         "",
     ]
