@@ -23,8 +23,8 @@ prompt is used twice in a run, so no prefix cache helps), ``max_tokens`` 64, tem
 ``ignore_eos`` and a -100 ``logit_bias`` on every token that is not printable ASCII on its own
 (end tokens included; see ``non_text_token_ids``: without it llama-cpp-python's stream of a random
 model overruns ``max_tokens``, sometimes to the end of its context). Every server gets the same body:
-ondol ignores ``logit_bias`` (it does not implement it), llama-cpp-python ``ignore_eos``,
-llama-server honours both. A run during which other processes used more than ``--busy-threshold``
+ondol and llama-server honour both, llama-cpp-python ignores ``ignore_eos``.
+A run during which other processes used more than ``--busy-threshold``
 CPUs is discarded and done again with fresh prompts.
 
 Measured per request: time to first token (send -> first SSE chunk with non-empty text) and output
