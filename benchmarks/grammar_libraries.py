@@ -564,7 +564,9 @@ class CompileError(Exception):
 
 
 def _byte_decoder() -> dict[str, int]:
-    """GPT-2's byte-to-unicode table, reversed: the characters of a byte-level token -> bytes."""
+    """GPT-2's byte-to-unicode table, reversed: the characters of a byte-level token -> bytes.
+    (ondol.tokenizer.gguf_vocab.byte_level_alphabet is the same table; the library children run in
+    venvs without ondol's dependencies, so this file cannot import it.)"""
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     cs = bs[:]
     n = 0

@@ -369,14 +369,32 @@ async def _completion_response(state: ServerState, req: P.CompletionRequest, rid
         for i in range(len(texts))])
 
 
-async def _chat_stream(state: ServerState, req: P.ChatCompletionRequest, rid: str,
+async def _sse_stream(rid: str, choices: _Choices, body: AsyncIterator[str],
+                      usage: Callable[[], str] | None) -> AsyncIterator[str]:
+    """A stream's events, then the usage chunk if asked for and [DONE]; an error mid-way is one
+    error event (the status line is long gone), and the engine requests are closed either way."""
+    try:
+        async for event in body:
+            yield event
+        if usage is not None:
+            yield usage()
+        yield "data: [DONE]\n\n"
+    except Exception as e:
+        log.exception("Error while streaming %s", rid)
+        yield _sse_error(f"Internal error while generating: {type(e).__name__}.")
+        yield "data: [DONE]\n\n"
+    finally:
+        choices.close()
+
+
+def _chat_stream(state: ServerState, req: P.ChatCompletionRequest, rid: str,
                        choices: _Choices) -> AsyncIterator[str]:
     created = int(time.time())
 
     def chunk(items: list[P.ChatStreamChoice], usage: P.Usage | None = None) -> str:
         return _sse(P.ChatCompletionChunk(id=rid, created=created, model=state.model_name, choices=items, usage=usage))
 
-    try:
+    async def body() -> AsyncIterator[str]:
         for i in range(len(choices.gens)):
             yield chunk([P.ChatStreamChoice(index=i, delta=P.DeltaMessage(role="assistant", content=""))])
         async for i, out in choices.events():
@@ -384,18 +402,11 @@ async def _chat_stream(state: ServerState, req: P.ChatCompletionRequest, rid: st
             if out.text or out.finished or (lp and lp.content):
                 yield chunk([P.ChatStreamChoice(index=i, delta=P.DeltaMessage(content=out.text or None), logprobs=lp,
                                                 finish_reason=out.finish_reason if out.finished else None)])
-        if req.include_usage:
-            yield chunk([], usage=choices.usage())
-        yield "data: [DONE]\n\n"
-    except Exception as e:
-        log.exception("Error while streaming %s", rid)
-        yield _sse_error(f"Internal error while generating: {type(e).__name__}.")
-        yield "data: [DONE]\n\n"
-    finally:
-        choices.close()
+
+    return _sse_stream(rid, choices, body(), (lambda: chunk([], usage=choices.usage())) if req.include_usage else None)
 
 
-async def _completion_stream(state: ServerState, req: P.CompletionRequest, rid: str,
+def _completion_stream(state: ServerState, req: P.CompletionRequest, rid: str,
                              choices: _Choices) -> AsyncIterator[str]:
     created = int(time.time())
     offsets = [P.TextOffsets() for _ in choices.gens]
@@ -403,20 +414,13 @@ async def _completion_stream(state: ServerState, req: P.CompletionRequest, rid: 
     def chunk(items: list[P.CompletionChoice], usage: P.Usage | None = None) -> str:
         return _sse(P.CompletionResponse(id=rid, created=created, model=state.model_name, choices=items, usage=usage))
 
-    try:
+    async def body() -> AsyncIterator[str]:
         async for i, out in choices.events():
             lp = state.formatter.completion(out.logprobs or [], offsets[i]) if req.logprobs is not None else None
             if out.text or out.finished or (lp and lp.tokens):
                 yield chunk([P.CompletionChoice(index=i, text=out.text, logprobs=lp,
                                                 finish_reason=out.finish_reason if out.finished else None)])
-        if req.include_usage:
-            yield chunk([], usage=choices.usage())
-        yield "data: [DONE]\n\n"
-    except Exception as e:
-        log.exception("Error while streaming %s", rid)
-        yield _sse_error(f"Internal error while generating: {type(e).__name__}.")
-        yield "data: [DONE]\n\n"
-    finally:
-        choices.close()
+
+    return _sse_stream(rid, choices, body(), (lambda: chunk([], usage=choices.usage())) if req.include_usage else None)
 
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serial
 
 from ondol.engine.output import TokenLogprob
 from ondol.engine.sampler import SamplingParams
+from ondol.tokenizer.gguf_vocab import byte_level_alphabet
 from ondol.errors import InvalidRequestError
 
 if TYPE_CHECKING:
@@ -313,20 +314,7 @@ class ModelList(_Response):
 _BYTE_TOKEN = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 
 
-def _byte_level_decoder() -> dict[str, int]:
-    """GPT-2's byte-level alphabet, inverted: the printable character that stands for each byte."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {chr(c): b for b, c in zip(bs, cs)}
-
-
-_BYTE_LEVEL = _byte_level_decoder()
+_BYTE_LEVEL = byte_level_alphabet()
 
 
 class LogprobFormatter:

@@ -194,3 +194,16 @@ def _parse_merges(merges: Sequence[Any]) -> list[tuple[str, str]]:
             raise ModelFormatError(f"The GGUF merge {merge!r} is not two tokens separated by a space.")
         pairs.append((pair[0], pair[1]))
     return pairs
+
+
+def byte_level_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level alphabet, inverted: the printable character that stands for each byte."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(bs, cs)}
