@@ -13,24 +13,30 @@ requests free their blocks at once.
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 
+from ondol.constrained.bitmask import allocate_bitmask, apply_bitmask
+from ondol.constrained.grammar import GrammarCompiler, GrammarMatcher
 from ondol.engine.block_pool import BlockPool
 from ondol.engine.kv_cache import PagedKVCache
 from ondol.engine.output import Completion, TokenLogprob
 from ondol.engine.request import Request, RequestOutput
 from ondol.engine.runner import ModelRunner
-from ondol.engine.sampler import SamplingParams, apply_logit_bias, apply_penalties, logprobs_of, sample
+from ondol.engine.sampler import (SamplingParams, apply_logit_bias, apply_penalties, ban_tokens, logprobs_of,
+                                  sample)
 from ondol.engine.scheduler import Scheduler
 from ondol.errors import InvalidRequestError
 from ondol.model import LlamaForCausalLM
 
 if TYPE_CHECKING:
     from ondol.tokenizer import Tokenizer
+
+log = logging.getLogger("ondol.engine")
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,8 @@ class Engine:
         self.scheduler = Scheduler(self.pool, config.max_num_seqs, config.max_num_batched_tokens)
         self.runner = ModelRunner(model, self.kv)
         self.requests: dict[str, Request] = {}
+        self.grammars = GrammarCompiler(tokenizer, model.config.vocab_size)
+        self._bitmask = allocate_bitmask(1, model.config.vocab_size)  # one row, refilled per constrained sample
         self._ids = itertools.count()
         self._computed = self._prompt = self._generated = 0
 
@@ -89,6 +97,11 @@ class Engine:
         bad = next((t for t, _ in params.logit_bias if not 0 <= t < vocab), None)
         if bad is not None:
             raise InvalidRequestError(f"logit_bias names token {bad}, outside the vocabulary (0..{vocab - 1}).")
+        bad = next((t for t in params.banned_token_ids if not 0 <= t < vocab), None)
+        if bad is not None:
+            raise InvalidRequestError(f"Banned token {bad} is outside the vocabulary (0..{vocab - 1}).")
+        if params.grammar is not None:
+            self.grammars.compile(params.grammar)  # cached: add_request reuses the compiled grammar
 
     def check_prompt(self, prompt_ids: list[int]) -> None:
         if not prompt_ids:
@@ -110,6 +123,8 @@ class Engine:
         room = self.max_model_len - len(prompt_ids)
         req = Request(request_id, prompt_ids, params, self.tokenizer, min(params.max_tokens or room, room),
                       self.model.config.vocab_size)
+        if params.grammar is not None:
+            req.grammar = self.grammars.matcher(params.grammar)
         self.requests[request_id] = req
         self.scheduler.add(req)
         self._prompt += len(prompt_ids)
@@ -142,20 +157,58 @@ class Engine:
 
     def _sample(self, req: Request, raw: torch.Tensor) -> RequestOutput:
         params = req.params
-        scores = apply_logit_bias(raw, params)
+        scores = ban_tokens(apply_logit_bias(raw, params), params)
         if params.repetition_penalty != 1 or params.presence_penalty or params.frequency_penalty:
             scores = apply_penalties(scores, params, *req.penalty_state())
-        token = sample(scores, params, req.generator)
+        if req.grammar is None:
+            token = sample(scores, params, req.generator)
+        else:
+            token = self._sample_constrained(req, req.grammar, scores, raw)
         lp = TokenLogprob(token, *logprobs_of(raw, token, params.logprobs)) if params.logprobs is not None else None
         text = req.output.append(token, lp)
         req.append_token(token)
         self._generated += 1
+        if req.grammar is not None and req.output.finish_reason is None and req.grammar.is_terminated:
+            text += req.output.finish("stop")  # complete: only an end token could follow
         finished = req.output.finish_reason is not None
         if finished:
             self.scheduler.finish(req)
             del self.requests[req.request_id]
         return RequestOutput(req.request_id, text, [token], [lp] if lp else None, finished, req.output.finish_reason,
                              len(req.prompt_ids), len(req.output.token_ids), req.num_cached_tokens)
+
+    def _sample_constrained(self, req: Request, grammar: GrammarMatcher, scores: torch.Tensor,
+                            raw: torch.Tensor) -> int:
+        """Sample a token the grammar allows and advance the grammar past it.
+
+        Eager grammars (JSON) are masked before sampling. Lazy ones (free text that may begin a
+        tool call) sample first and mask only if the token is refused: a mask in free text scans
+        the whole vocabulary, and drawing from p, then from p restricted to the allowed set when
+        the draw is refused, gives exactly the masked distribution (top-k/top-p/min-p aside, which
+        then filter the unmasked distribution first)."""
+        params, ends = req.params, req.output.end_ids
+        if grammar.lazy:
+            token = sample(scores, params, req.generator)
+            if self._advance(grammar, token, ends):
+                return token
+        grammar.fill_bitmask(self._bitmask, 0)
+        masked = apply_bitmask(scores.clone() if scores is raw else scores, self._bitmask[0])
+        token = sample(masked, params, req.generator)
+        if self._advance(grammar, token, ends):
+            return token
+        # Only when no allowed token had a finite score (all of them banned, say): take the first
+        # allowed one rather than fail the batch or leave the grammar.
+        log.warning("request %s: no token its grammar allows could be sampled", req.request_id)
+        token = int(torch.isfinite(apply_bitmask(torch.zeros_like(masked), self._bitmask[0])).nonzero()[0])
+        if not self._advance(grammar, token, ends):
+            raise RuntimeError(f"grammar of request {req.request_id} refused its own mask: {grammar.error}")
+        return token
+
+    @staticmethod
+    def _advance(grammar: GrammarMatcher, token: int, ends: frozenset[int]) -> bool:
+        if token in ends:  # an end token is allowed exactly where the output is complete
+            return grammar.is_accepting
+        return grammar.accept(token)
 
     @property
     def stats(self) -> EngineStats:

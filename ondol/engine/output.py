@@ -44,7 +44,7 @@ class OutputProcessor:
         if not params.ignore_eos:
             ends |= set(tokenizer.eos_token_ids)
         self.end_ids = frozenset(ends)
-        self.detok = tokenizer.detokenizer()
+        self.detok = tokenizer.detokenizer(params.skip_special_tokens)
         self.token_ids: list[int] = []
         self.logprobs: list[TokenLogprob] | None = [] if params.logprobs is not None else None
         self.text = ""
@@ -69,6 +69,10 @@ class OutputProcessor:
         piece = self.text[self.sent : safe]
         self.sent = max(self.sent, safe)
         return piece
+
+    def finish(self, reason: str) -> str:
+        """End the output now (its grammar is complete); return the text still held back."""
+        return self._finish(reason, self.detok.flush())
 
     def _finish(self, reason: str, rest: str) -> str:
         self.text += rest

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ondol.constrained.grammar import GrammarMatcher
 from ondol.engine.output import OutputProcessor, TokenLogprob
 from ondol.engine.sampler import SamplingParams
 
@@ -69,6 +70,7 @@ class Request:
         self.pending_logprobs: list[TokenLogprob] | None = [] if params.logprobs is not None else None
         seed = params.seed if params.seed is not None else secrets.randbits(63)
         self.generator = torch.Generator().manual_seed(seed)
+        self.grammar: GrammarMatcher | None = None  # set by the engine when params.grammar is given
         self.arrival_time = time.monotonic()
         self.first_token_time: float | None = None
         self._vocab = vocab_size

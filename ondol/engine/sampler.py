@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ondol.constrained.grammar import Grammar
 from ondol.errors import InvalidRequestError
 
 
@@ -22,6 +23,10 @@ class SamplingParams:
     output before the string; ``stop_token_ids`` add to the model's own end tokens (ignored with
     ``ignore_eos``). ``logprobs`` N returns each sampled token's log-probability and the N most
     likely alternatives (0: the sampled token's only). The same ``seed`` gives the same output.
+
+    ``grammar`` constrains the output (a JSON schema, a Lark grammar, a tool call): only tokens it
+    allows are sampled, and the request ends when it is complete. ``banned_token_ids`` are never
+    sampled. ``skip_special_tokens`` False keeps special tokens in the text (tool-call markers).
     """
 
     max_tokens: int | None = None
@@ -40,6 +45,9 @@ class SamplingParams:
     # token id -> bias added to its logit before sampling (-100 bans, +100 forces), as in OpenAI's
     # API; a dict is accepted and kept as sorted pairs so the params stay hashable.
     logit_bias: tuple[tuple[int, float], ...] = field(default_factory=tuple)
+    grammar: Grammar | None = None
+    banned_token_ids: tuple[int, ...] = field(default_factory=tuple)
+    skip_special_tokens: bool = True
 
     def __post_init__(self) -> None:
         # Accept a single string or any sequence for the tuple fields; keep the object hashable.
@@ -47,6 +55,7 @@ class SamplingParams:
             object.__setattr__(self, "stop", (self.stop,))
         object.__setattr__(self, "stop", tuple(self.stop))
         object.__setattr__(self, "stop_token_ids", tuple(int(t) for t in self.stop_token_ids))
+        object.__setattr__(self, "banned_token_ids", tuple(sorted({int(t) for t in self.banned_token_ids})))
         bias = self.logit_bias.items() if isinstance(self.logit_bias, dict) else self.logit_bias
         object.__setattr__(self, "logit_bias", tuple(sorted((int(t), float(b)) for t, b in bias)))
         checks = [
@@ -77,6 +86,12 @@ def apply_logit_bias(logits: torch.Tensor, params: SamplingParams) -> torch.Tens
         return logits
     ids, bias = zip(*params.logit_bias)
     return logits.index_add(-1, torch.tensor(ids), torch.tensor(bias, dtype=logits.dtype))
+
+
+def ban_tokens(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    if not params.banned_token_ids:
+        return logits
+    return logits.index_fill(-1, torch.tensor(params.banned_token_ids), float("-inf"))
 
 
 def apply_penalties(logits: torch.Tensor, params: SamplingParams, seen: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:

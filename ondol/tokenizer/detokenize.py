@@ -18,6 +18,7 @@ stays bounded by the window however long the output grows. Text is held back whi
 ``flush`` emits whatever is held. Together the pieces are exactly ``tokenizer.decode(all_ids)``.
 """
 
+import functools
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -27,12 +28,12 @@ if TYPE_CHECKING:
 class IncrementalDetokenizer:
     """Turns generated token ids into text pieces that never split a character."""
 
-    def __init__(self, tokenizer: "Tokenizer"):
-        self._decode = tokenizer.decode
+    def __init__(self, tokenizer: "Tokenizer", skip_special_tokens: bool = True):
+        self._decode = functools.partial(tokenizer.decode, skip_special_tokens=skip_special_tokens)
         # decode() drops special tokens, so they are dropped here before they enter the window: a
         # window must start with a token that has text, or the leading-space strip would hit the
-        # wrong token.
-        self._skip = tokenizer.special_token_ids
+        # wrong token. Kept (``skip_special_tokens=False``), they are text like any other.
+        self._skip = tokenizer.special_token_ids if skip_special_tokens else frozenset()
         self._byte_ids = tokenizer.byte_fallback_ids
         self._ids: list[int] = []  # the window: ids[prefix_offset:], older ids are dropped
         self._read_offset = 0  # window index of the first token not yet emitted

@@ -143,9 +143,9 @@ class Tokenizer:
             **kwargs,
         )
 
-    def detokenizer(self) -> IncrementalDetokenizer:
+    def detokenizer(self, skip_special_tokens: bool = True) -> IncrementalDetokenizer:
         """A fresh streaming decoder for one generated sequence."""
-        return IncrementalDetokenizer(self)
+        return IncrementalDetokenizer(self, skip_special_tokens)
 
     @functools.cached_property
     def special_token_ids(self) -> frozenset[int]:

@@ -75,6 +75,14 @@ def test_pieces_concatenate_to_full_decode(tokenizer):
             assert not any("\ufffd" in piece for piece in pieces), (ids, pieces)
 
 
+def test_special_tokens_kept_when_asked(tokenizer):
+    # Tool-call markers such as <|python_tag|> are special tokens the parser must see in the text.
+    for ids in random_sequences(tokenizer, 300, seed=99):
+        detokenizer = tokenizer.detokenizer(skip_special_tokens=False)
+        pieces = [detokenizer.add(t) for t in ids] + [detokenizer.flush()]
+        assert "".join(pieces) == tokenizer.decode(ids, skip_special_tokens=False), ids
+
+
 KOREAN_AND_EMOJI = [
     "거실 에어컨 24도로 맞춰줘 🎉🏠",
     "🎉🏠 파티 시작! 🥳",
@@ -121,7 +129,7 @@ def test_window_stays_short(tokenizer, monkeypatch):
     ids = tokenizer.encode(text)
     assert len(ids) > 1500
     seen, decode = [], tokenizer.decode
-    monkeypatch.setattr(tokenizer, "decode", lambda window: seen.append(len(window)) or decode(window))
+    monkeypatch.setattr(tokenizer, "decode", lambda window, **kw: seen.append(len(window)) or decode(window, **kw))
     detokenizer = tokenizer.detokenizer()
     pieces = [detokenizer.add(i) for i in ids] + [detokenizer.flush()]
     assert "".join(pieces) == decode(ids)
