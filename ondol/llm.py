@@ -6,6 +6,11 @@
     llm.chat([{"role": "user", "content": "안녕!"}]).text
     for piece in llm.stream("Once upon a time"): print(piece, end="")
 
+    # structure: a JSON schema, any JSON object, or tool calls (OpenAI's forms)
+    llm.chat(messages, response_format={"type": "json_schema", "json_schema": {"name": "t", "schema": schema}})
+    llm.chat(messages, tools=[{"type": "function", "function": {...}}], tool_choice="auto").tool_calls
+    llm.generate(prompt, SamplingParams(grammar=Grammar.json_schema(schema)))
+
 A prompt is a string or a list of token ids; ``generate`` on a list of prompts returns a list, and
 runs them as one continuously batched workload on the same engine the server uses.
 """
@@ -18,6 +23,7 @@ from typing import Any
 
 import torch
 
+from ondol.constrained.chat import ChatCompletion, chat_completion, chat_constraints, template_messages
 from ondol.engine.engine import Engine, EngineConfig, Generation
 from ondol.engine.kv_cache import PagedKVCache
 from ondol.engine.output import Completion
@@ -75,8 +81,9 @@ class LLM:
     def chat_prompt(self, messages: list[Message], *, tools: list[dict] | None = None,
                     add_generation_prompt: bool = True, **template_kwargs: Any) -> list[int]:
         """Token ids of the conversation rendered with the model's chat template."""
-        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt,
-                                                  tools=tools, **template_kwargs)
+        text = self.tokenizer.apply_chat_template(template_messages(messages),
+                                                  add_generation_prompt=add_generation_prompt, tools=tools,
+                                                  **template_kwargs)
         # The template writes BOS itself when the model wants one, so no special tokens are added.
         return self.tokenizer.encode(text, add_special_tokens=False)
 
@@ -88,9 +95,17 @@ class LLM:
         return self.engine.generate([self.encode(prompts)], params)[0]
 
     def chat(self, messages: list[Message], params: SamplingParams | None = None, *,
-             tools: list[dict] | None = None, **template_kwargs: Any) -> Completion:
-        ids = self.chat_prompt(messages, tools=tools, **template_kwargs)
-        return self.engine.generate([ids], params or self.default_sampling_params())[0]
+             tools: list[dict] | None = None, tool_choice: str | dict | None = None,
+             parallel_tool_calls: bool = True, response_format: dict | None = None,
+             **template_kwargs: Any) -> ChatCompletion:
+        """One assistant turn. ``messages``, ``tools``, ``tool_choice`` and ``response_format`` take
+        OpenAI's forms; tool calls come back parsed in ``.tool_calls`` (never left in
+        ``.content``), and structured output is valid by construction (docs/structured-output.md)."""
+        constraints = chat_constraints(self.tokenizer, tools=tools, tool_choice=tool_choice,
+                                       parallel_tool_calls=parallel_tool_calls, response_format=response_format)
+        ids = self.chat_prompt(messages, tools=constraints.template_tools(), **template_kwargs)
+        params = constraints.apply(params or self.default_sampling_params())
+        return chat_completion(self.engine.generate([ids], params)[0], constraints)
 
     def stream(self, prompt: Prompt | list[Message], params: SamplingParams | None = None, *,
                tools: list[dict] | None = None, **template_kwargs: Any) -> Generation:

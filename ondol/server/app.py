@@ -32,6 +32,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
+from ondol.constrained.chat import ChatConstraints, chat_constraints
 from ondol.engine.async_engine import AsyncEngine
 from ondol.engine.request import RequestOutput
 from ondol.errors import ChatTemplateError
@@ -280,15 +281,20 @@ def create_app(model: ModelSource, *, served_model_name: str | None = None, api_
         engine = state.require_ready()
         req: P.ChatCompletionRequest = await parse_body(request, P.ChatCompletionRequest)
         state.check_model(req.model)
-        params = P.sampling_params(req, state.defaults, state.max_model_len)
+        constraints = chat_constraints(state.llm.tokenizer, tools=req.tools, tool_choice=req.tool_choice,
+                                       parallel_tool_calls=req.parallel_tool_calls,
+                                       response_format=req.response_format)
+        params = [constraints.apply(p) for p in P.sampling_params(req, state.defaults, state.max_model_len)]
+        await _compile_grammar(state, constraints)
         try:
-            prompt = await _off_loop(request, state.llm.chat_prompt, req.template_messages())
+            prompt = await _off_loop(request, state.llm.chat_prompt, req.template_messages(),
+                                     tools=constraints.template_tools())
         except ChatTemplateError as e:
             raise APIError(400, str(e), param="messages") from None
         rid = f"chatcmpl-{uuid.uuid4().hex}"
         choices = _Choices(engine, state.metrics, rid, [(prompt, p) for p in params], [0] * req.n, arrival)
-        return await _respond(request, choices, lambda: _chat_stream(state, req, rid, choices),
-                              lambda: _chat_response(state, req, rid, choices), req.stream)
+        return await _respond(request, choices, lambda: _chat_stream(state, req, rid, choices, constraints),
+                              lambda: _chat_response(state, req, rid, choices, constraints), req.stream)
 
     @v1.post("/completions")
     async def completions(request: Request) -> Response:
@@ -296,7 +302,9 @@ def create_app(model: ModelSource, *, served_model_name: str | None = None, api_
         engine = state.require_ready()
         req: P.CompletionRequest = await parse_body(request, P.CompletionRequest)
         state.check_model(req.model)
-        params = P.sampling_params(req, state.defaults, state.max_model_len)
+        constraints = chat_constraints(state.llm.tokenizer, response_format=req.response_format)
+        params = [constraints.apply(p) for p in P.sampling_params(req, state.defaults, state.max_model_len)]
+        await _compile_grammar(state, constraints)
         prompts = await _off_loop(request, lambda: [state.llm.encode(p) for p in req.prompts()])
         if len(prompts) * req.n > 64:
             raise APIError(400, "At most 64 completions (prompts × n) per request.", param="prompt")
@@ -311,13 +319,21 @@ def create_app(model: ModelSource, *, served_model_name: str | None = None, api_
     return app
 
 
-async def _off_loop(request: Request, fn: Callable[..., Any], *args: Any) -> Any:
+async def _compile_grammar(state: ServerState, constraints: ChatConstraints) -> None:
+    """Compile a request's grammar in a thread: a schema not seen before takes milliseconds, and the
+    first one also builds the grammar tokenizer (up to ~1 s at 128k tokens). The engine then finds it
+    cached. Raises InvalidRequestError (400) if it cannot be enforced."""
+    if constraints.grammar is not None:
+        await asyncio.to_thread(state.llm.engine.grammars.compile, constraints.grammar)
+
+
+async def _off_loop(request: Request, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run tokenization (and chat templates) of a large request in a thread, so a long prompt does
     not stall every other stream; small ones are not worth the hop."""
     size = request.headers.get("content-length", "")
     if size.isdigit() and int(size) > 16 << 10:
-        return await asyncio.to_thread(fn, *args)
-    return fn(*args)
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    return fn(*args, **kwargs)
 
 
 async def _respond(request: Request, choices: _Choices, stream: Callable[[], AsyncIterator[str]],
@@ -350,13 +366,21 @@ async def _collect(choices: _Choices) -> tuple[list[str], list[list], list[str |
     return ["".join(t) for t in texts], lps, reasons
 
 
-async def _chat_response(state: ServerState, req: P.ChatCompletionRequest, rid: str,
-                         choices: _Choices) -> P.ChatCompletionResponse:
+async def _chat_response(state: ServerState, req: P.ChatCompletionRequest, rid: str, choices: _Choices,
+                         constraints: ChatConstraints) -> P.ChatCompletionResponse:
     texts, lps, reasons = await _collect(choices)
-    return P.ChatCompletionResponse(id=rid, model=state.model_name, usage=choices.usage(), choices=[
-        P.ChatCompletionChoice(index=i, message=P.AssistantMessage(content=texts[i]), finish_reason=reasons[i],
-                               logprobs=P.ChatLogprobs(content=state.formatter.chat(lps[i])) if req.logprobs else None)
-        for i in range(len(texts))])
+    out = []
+    for i, text in enumerate(texts):
+        content, calls = constraints.tool_format.parse(text) if constraints.tool_format else (text, [])
+        message = P.AssistantMessage(content=content, tool_calls=[P.ToolCallOut.of(c) for c in calls] or None)
+        out.append(P.ChatCompletionChoice(
+            index=i, message=message, finish_reason=_finish_reason(reasons[i], bool(calls)),
+            logprobs=P.ChatLogprobs(content=state.formatter.chat(lps[i])) if req.logprobs else None))
+    return P.ChatCompletionResponse(id=rid, model=state.model_name, usage=choices.usage(), choices=out)
+
+
+def _finish_reason(reason: str | None, called: bool) -> str | None:
+    return "tool_calls" if called and reason == "stop" else reason
 
 
 async def _completion_response(state: ServerState, req: P.CompletionRequest, rid: str,
@@ -387,9 +411,11 @@ async def _sse_stream(rid: str, choices: _Choices, body: AsyncIterator[str],
         choices.close()
 
 
-def _chat_stream(state: ServerState, req: P.ChatCompletionRequest, rid: str,
-                       choices: _Choices) -> AsyncIterator[str]:
+def _chat_stream(state: ServerState, req: P.ChatCompletionRequest, rid: str, choices: _Choices,
+                 constraints: ChatConstraints) -> AsyncIterator[str]:
     created = int(time.time())
+    fmt = constraints.tool_format
+    parsers = [fmt.stream_parser() for _ in choices.gens] if fmt else None
 
     def chunk(items: list[P.ChatStreamChoice], usage: P.Usage | None = None) -> str:
         return _sse(P.ChatCompletionChunk(id=rid, created=created, model=state.model_name, choices=items, usage=usage))
@@ -399,9 +425,17 @@ def _chat_stream(state: ServerState, req: P.ChatCompletionRequest, rid: str,
             yield chunk([P.ChatStreamChoice(index=i, delta=P.DeltaMessage(role="assistant", content=""))])
         async for i, out in choices.events():
             lp = P.ChatLogprobs(content=state.formatter.chat(out.logprobs or [])) if req.logprobs else None
-            if out.text or out.finished or (lp and lp.content):
-                yield chunk([P.ChatStreamChoice(index=i, delta=P.DeltaMessage(content=out.text or None), logprobs=lp,
-                                                finish_reason=out.finish_reason if out.finished else None)])
+            text, deltas = out.text, []
+            if parsers is not None:  # tool calls are taken out of the text as they stream
+                text, deltas = parsers[i].feed(out.text)
+                if out.finished:
+                    rest, more = parsers[i].finish()
+                    text, deltas = text + rest, deltas + more
+            reason = _finish_reason(out.finish_reason, bool(parsers and parsers[i].calls)) if out.finished else None
+            if text or deltas or out.finished or (lp and lp.content):
+                delta = P.DeltaMessage(content=text or None,
+                                       tool_calls=[P.DeltaToolCall.of(d) for d in deltas] or None)
+                yield chunk([P.ChatStreamChoice(index=i, delta=delta, logprobs=lp, finish_reason=reason)])
 
     return _sse_stream(rid, choices, body(), (lambda: chunk([], usage=choices.usage())) if req.include_usage else None)
 

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 
+from ondol.constrained.chat import template_messages
+from ondol.constrained.tool_calls import ToolCall, ToolCallDelta
 from ondol.engine.output import TokenLogprob
 from ondol.engine.sampler import SamplingParams
 from ondol.tokenizer.gguf_vocab import byte_level_alphabet
@@ -73,21 +75,23 @@ class TextPart(_Request):
     text: str
 
 
+class FunctionCall(_Request):
+    name: str
+    arguments: str | dict[str, Any] = "{}"
+
+
+class ToolCallParam(_Request):
+    id: str | None = None
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(_Request):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[TextPart] | None = None
     name: str | None = None
-
-    def template_dict(self) -> dict[str, Any]:
-        """The message as chat templates expect it: a plain string content ("developer" is OpenAI's
-        newer name for "system", which templates know)."""
-        content = self.content
-        if isinstance(content, list):
-            content = "\n".join(p.text for p in content)
-        d: dict[str, Any] = {"role": "system" if self.role == "developer" else self.role, "content": content or ""}
-        if self.name is not None:
-            d["name"] = self.name
-        return d
+    tool_calls: list[ToolCallParam] | None = None  # an assistant turn that called tools
+    tool_call_id: str | None = None  # a tool result: the call it answers
 
 
 class _SamplingFields(_Request):
@@ -106,6 +110,8 @@ class _SamplingFields(_Request):
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
+    # {"type": "text" | "json_object" | "json_schema", ...}: checked by ondol.constrained.chat
+    response_format: dict[str, Any] | None = None
     # vLLM-style extras
     top_k: int | None = Field(None, ge=-1)
     min_p: float | None = Field(None, ge=0, le=1)
@@ -122,9 +128,13 @@ class ChatCompletionRequest(_SamplingFields):
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool | None = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
+    # OpenAI's forms, checked by ondol.constrained.chat (one set of rules for the server and LLM.chat)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool = True
 
     def template_messages(self) -> list[dict[str, Any]]:
-        return [m.template_dict() for m in self.messages]
+        return template_messages([m.model_dump(exclude_none=True) for m in self.messages])
 
 
 PromptInput = str | list[int] | list[str] | list[list[int]]
@@ -231,9 +241,50 @@ class CompletionLogprobs(_Response):
     text_offset: list[int] = Field(default_factory=list)
 
 
+class FunctionCallOut(_Response):
+    name: str
+    arguments: str  # JSON text, as OpenAI sends it
+
+
+class ToolCallOut(_Response):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCallOut
+
+    @classmethod
+    def of(cls, call: ToolCall) -> ToolCallOut:
+        return cls(id=call.id, function=FunctionCallOut(name=call.name, arguments=call.arguments))
+
+
 class AssistantMessage(_Response):
+    _omit_if_none = frozenset({"tool_calls"})
     role: Literal["assistant"] = "assistant"
     content: str | None = None
+    tool_calls: list[ToolCallOut] | None = None
+
+
+class DeltaFunction(_Response):
+    _omit_if_none = frozenset({"name", "arguments"})
+    name: str | None = None
+    arguments: str | None = None
+
+
+class DeltaToolCall(_Response):
+    """One streamed piece of a tool call: the first carries id, type and name (and arguments "");
+    the rest carry only index and an arguments fragment, as OpenAI streams them."""
+
+    _omit_if_none = frozenset({"id", "type"})
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: DeltaFunction
+
+    @classmethod
+    def of(cls, delta: ToolCallDelta) -> DeltaToolCall:
+        if delta.id is not None:
+            return cls(index=delta.index, id=delta.id, type="function",
+                       function=DeltaFunction(name=delta.name, arguments=delta.arguments))
+        return cls(index=delta.index, function=DeltaFunction(arguments=delta.arguments))
 
 
 class ChatCompletionChoice(_Response):
@@ -253,9 +304,10 @@ class ChatCompletionResponse(_Response):
 
 
 class DeltaMessage(_Response):
-    _omit_if_none = frozenset({"role", "content"})
+    _omit_if_none = frozenset({"role", "content", "tool_calls"})
     role: str | None = None
     content: str | None = None
+    tool_calls: list[DeltaToolCall] | None = None
 
 
 class ChatStreamChoice(_Response):
