@@ -61,18 +61,20 @@ def build_tokenizer() -> Tokenizer:
 
 
 def build(out: Path, hidden: int = 256, layers: int = 4, seed: int = 0, dtype: torch.dtype = torch.bfloat16,
-          shard_bytes: int | None = None) -> Path:
+          shard_bytes: int | None = None, tokenizer: Tokenizer | None = None, head_dim: int = 32,
+          kv_heads: int = 2, intermediate: int | None = None) -> Path:
     """Write the folder; ``shard_bytes`` splits the weights into shards with an index, as large
-    published checkpoints are."""
+    published checkpoints are. Benchmarks pass a larger ``tokenizer`` (it must have the Llama 3
+    special tokens) and a real model's shape."""
     out.mkdir(parents=True, exist_ok=True)
-    tok = build_tokenizer()
+    tok = tokenizer or build_tokenizer()
     vocab = tok.get_vocab_size(with_added_tokens=True)
     ids = {t: tok.token_to_id(t) for t in SPECIALS}
-    heads, kv_heads, inter = hidden // 32, 2, int(hidden * 8 / 3) // 16 * 16
+    heads, inter = hidden // head_dim, intermediate or int(hidden * 8 / 3) // 16 * 16
     config = {
         "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": vocab,
         "hidden_size": hidden, "intermediate_size": inter, "num_hidden_layers": layers,
-        "num_attention_heads": heads, "num_key_value_heads": kv_heads, "head_dim": 32,
+        "num_attention_heads": heads, "num_key_value_heads": kv_heads, "head_dim": head_dim,
         "hidden_act": "silu", "max_position_embeddings": 2048, "rms_norm_eps": 1e-5,
         "rope_theta": 500000.0, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                                  "high_freq_factor": 4.0, "original_max_position_embeddings": 256},
@@ -91,8 +93,10 @@ def build(out: Path, hidden: int = 256, layers: int = 4, seed: int = 0, dtype: t
     for i in range(layers):
         p = f"model.layers.{i}."
         tensors |= {
-            p + "self_attn.q_proj.weight": w(heads * 32, hidden), p + "self_attn.k_proj.weight": w(kv_heads * 32, hidden),
-            p + "self_attn.v_proj.weight": w(kv_heads * 32, hidden), p + "self_attn.o_proj.weight": w(hidden, heads * 32),
+            p + "self_attn.q_proj.weight": w(heads * head_dim, hidden),
+            p + "self_attn.k_proj.weight": w(kv_heads * head_dim, hidden),
+            p + "self_attn.v_proj.weight": w(kv_heads * head_dim, hidden),
+            p + "self_attn.o_proj.weight": w(hidden, heads * head_dim),
             p + "mlp.gate_proj.weight": w(inter, hidden), p + "mlp.up_proj.weight": w(inter, hidden),
             p + "mlp.down_proj.weight": w(hidden, inter),
             p + "input_layernorm.weight": ones(hidden), p + "post_attention_layernorm.weight": ones(hidden),

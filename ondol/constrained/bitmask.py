@@ -17,11 +17,17 @@ def allocate_bitmask(rows: int, vocab_size: int) -> torch.Tensor:
     return torch.full((rows, (vocab_size + 31) // 32), -1, dtype=torch.int32)
 
 
-def apply_bitmask(logits: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
-    """Float logits [V] with every token the row disallows set to -inf (in place; returned)."""
-    vocab = logits.shape[-1]
-    bits = np.unpackbits(row.numpy().view(np.uint8), count=vocab, bitorder="little")
-    return logits.masked_fill_(torch.from_numpy(bits.view(np.bool_)).logical_not_(), float("-inf"))
+def unpack_bitmask(row: torch.Tensor, vocab_size: int) -> np.ndarray:
+    """A bitmask row as bool [V]: True where the token is allowed."""
+    return np.unpackbits(row.numpy().view(np.uint8), count=vocab_size, bitorder="little").view(np.bool_)
+
+
+def apply_bitmask(logits: torch.Tensor, row: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Float logits [V] with every token the row disallows set to -inf (a new tensor: the model's
+    logits are inference tensors). ``row`` is a bitmask row, or one already unpacked by
+    ``unpack_bitmask``."""
+    allowed = row if isinstance(row, np.ndarray) else unpack_bitmask(row, logits.shape[-1])
+    return logits.masked_fill(torch.from_numpy(~allowed), float("-inf"))
 
 
 def apply_bitmask_reference(logits: torch.Tensor, row: torch.Tensor) -> torch.Tensor:

@@ -18,9 +18,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
-from ondol.constrained.bitmask import allocate_bitmask, apply_bitmask
+from ondol.constrained.bitmask import allocate_bitmask, unpack_bitmask
 from ondol.constrained.grammar import GrammarCompiler, GrammarMatcher
 from ondol.engine.block_pool import BlockPool
 from ondol.engine.kv_cache import PagedKVCache
@@ -28,7 +29,7 @@ from ondol.engine.output import Completion, TokenLogprob
 from ondol.engine.request import Request, RequestOutput
 from ondol.engine.runner import ModelRunner
 from ondol.engine.sampler import (SamplingParams, apply_logit_bias, apply_penalties, ban_tokens, logprobs_of,
-                                  sample)
+                                  sample, sample_allowed)
 from ondol.engine.scheduler import Scheduler
 from ondol.errors import InvalidRequestError
 from ondol.model import LlamaForCausalLM
@@ -163,7 +164,7 @@ class Engine:
         if req.grammar is None:
             token = sample(scores, params, req.generator)
         else:
-            token = self._sample_constrained(req, req.grammar, scores, raw)
+            token = self._sample_constrained(req, req.grammar, scores)
         lp = TokenLogprob(token, *logprobs_of(raw, token, params.logprobs)) if params.logprobs is not None else None
         text = req.output.append(token, lp)
         req.append_token(token)
@@ -177,8 +178,7 @@ class Engine:
         return RequestOutput(req.request_id, text, [token], [lp] if lp else None, finished, req.output.finish_reason,
                              len(req.prompt_ids), len(req.output.token_ids), req.num_cached_tokens)
 
-    def _sample_constrained(self, req: Request, grammar: GrammarMatcher, scores: torch.Tensor,
-                            raw: torch.Tensor) -> int:
+    def _sample_constrained(self, req: Request, grammar: GrammarMatcher, scores: torch.Tensor) -> int:
         """Sample a token the grammar allows and advance the grammar past it.
 
         Eager grammars (JSON) are masked before sampling. Lazy ones (free text that may begin a
@@ -192,14 +192,14 @@ class Engine:
             if self._advance(grammar, token, ends):
                 return token
         grammar.fill_bitmask(self._bitmask, 0)
-        masked = apply_bitmask(scores.clone() if scores is raw else scores, self._bitmask[0])
-        token = sample(masked, params, req.generator)
+        allowed = unpack_bitmask(self._bitmask[0], scores.shape[-1])
+        token = sample_allowed(scores, allowed, params, req.generator)
         if self._advance(grammar, token, ends):
             return token
         # Only when no allowed token had a finite score (all of them banned, say): take the first
         # allowed one rather than fail the batch or leave the grammar.
         log.warning("request %s: no token its grammar allows could be sampled", req.request_id)
-        token = int(torch.isfinite(apply_bitmask(torch.zeros_like(masked), self._bitmask[0])).nonzero()[0])
+        token = int(np.flatnonzero(allowed)[0])
         if not self._advance(grammar, token, ends):
             raise RuntimeError(f"grammar of request {req.request_id} refused its own mask: {grammar.error}")
         return token

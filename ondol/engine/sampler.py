@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
+from ondol.constrained.bitmask import apply_bitmask
 from ondol.constrained.grammar import Grammar
 from ondol.errors import InvalidRequestError
 
@@ -139,9 +141,34 @@ def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Genera
     logits = logits / params.temperature
     filtered = min_p(top_p(top_k(logits, params.top_k), params.top_p), params.min_p)
     probs = filtered.softmax(-1)
-    if not torch.isfinite(probs).all():  # extreme penalties can leave no finite distribution:
-        return int(logits.argmax())  # never let one request's parameters fail a batch
-    return int(torch.multinomial(probs, 1, generator=generator))
+    if not torch.isfinite(probs.sum()):  # extreme penalties can leave no finite distribution (NaN
+        return int(logits.argmax())  # reaches the sum): never let one request's parameters fail a batch
+    return draw(probs, generator)
+
+
+def sample_allowed(logits: torch.Tensor, allowed: np.ndarray, params: SamplingParams,
+                   generator: torch.Generator | None) -> int:
+    """``sample`` restricted to the tokens ``allowed`` (bool [V], from a grammar's bitmask).
+
+    Where few tokens are allowed (a JSON key, an enum value, a digit), sampling runs over just those:
+    tokens masked to -inf have no probability and do not count towards top-k/top-p/min-p, so the
+    distribution is exactly the masked one, without a softmax over the whole vocabulary. Elsewhere
+    (inside a string) the logits are masked."""
+    n = int(np.count_nonzero(allowed))
+    if n * 8 < allowed.shape[0]:
+        ids = np.flatnonzero(allowed)
+        return int(ids[sample(logits[torch.from_numpy(ids)], params, generator)])
+    return sample(apply_bitmask(logits, allowed), params, generator)
+
+
+def draw(probs: torch.Tensor, generator: torch.Generator | None) -> int:
+    """One token from probabilities [V] by inverting the CDF with a single uniform number.
+    torch.multinomial (the reference the tests compare against) draws V random numbers on the CPU:
+    ~3 ms at 128k tokens, a fifth of a small model's decode step; this takes ~0.13 ms. A token of
+    probability 0 is never drawn (its CDF step is empty)."""
+    cdf = probs.cumsum(-1)
+    u = torch.rand(1, generator=generator) * cdf[-1]
+    return int(torch.searchsorted(cdf, u, right=True).clamp_(max=probs.shape[-1] - 1))
 
 
 def logprobs_of(logits: torch.Tensor, token: int, n: int) -> tuple[float, list[tuple[int, float]]]:

@@ -1,9 +1,12 @@
 import math
 
 import pytest
+import numpy as np
 import torch
 
-from ondol.engine.sampler import SamplingParams, apply_logit_bias, apply_penalties, logprobs_of, min_p, sample, top_k, top_p
+from ondol.constrained.bitmask import apply_bitmask_reference
+from ondol.engine.sampler import (SamplingParams, apply_logit_bias, apply_penalties, draw, logprobs_of, min_p, sample,
+                                  sample_allowed, top_k, top_p)
 from ondol.errors import InvalidRequestError
 
 PROBS = torch.tensor([0.5, 0.3, 0.15, 0.05])
@@ -65,6 +68,40 @@ def test_draws_follow_the_tempered_distribution():
     counts = torch.bincount(torch.tensor([sample(LOGITS, params, g) for _ in range(n)]), minlength=4)
     expected = (LOGITS / 0.5).softmax(-1)
     assert torch.allclose(counts / n, expected, atol=0.015)
+
+
+def test_inverse_cdf_draw_matches_multinomial():
+    # The fast draw against torch.multinomial, the plain reference, on a skewed distribution with
+    # zero-probability tokens at both ends and in the middle (those must never come out).
+    probs = torch.tensor([0.0, 0.05, 0.0, 0.3, 0.001, 0.0, 0.649, 0.0])
+    g, ref_g = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)
+    n = 40000
+    fast = torch.bincount(torch.tensor([draw(probs, g) for _ in range(n)]), minlength=8) / n
+    ref = torch.bincount(torch.multinomial(probs, n, replacement=True, generator=ref_g), minlength=8) / n
+    assert torch.allclose(fast, probs, atol=0.01) and torch.allclose(fast, ref, atol=0.012)
+    assert fast[probs == 0].sum() == 0
+    assert draw(torch.tensor([0.0, 0.0, 1.0]), g) == 2
+
+
+@pytest.mark.parametrize("n_allowed", [3, 900])  # the subset path and the masked-in-place path
+@pytest.mark.parametrize("params", [SamplingParams(temperature=0), SamplingParams(temperature=0.7),
+                                    SamplingParams(temperature=1.0, top_k=2), SamplingParams(temperature=1.3, top_p=0.5),
+                                    SamplingParams(temperature=1.0, min_p=0.3)])
+def test_sampling_under_a_mask_is_the_masked_distribution(n_allowed, params):
+    # Reference: set disallowed logits to -inf (apply_bitmask_reference) and sample normally.
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(1000, generator=g) * 3
+    allowed = np.zeros(1000, dtype=bool)
+    allowed[torch.randperm(1000, generator=g)[:n_allowed].numpy()] = True
+    padded = np.concatenate([allowed, np.zeros(24, dtype=bool)])  # to whole 32-bit words
+    row = torch.from_numpy(np.packbits(padded, bitorder="little").view(np.int32).copy())
+    masked = apply_bitmask_reference(logits, row)
+    n = 1 if params.greedy else 6000
+    got = [sample_allowed(logits, allowed, params, g) for _ in range(n)]
+    want = [sample(masked, params, g) for _ in range(n)]
+    assert all(allowed[t] for t in got)
+    hist = lambda xs: torch.bincount(torch.tensor(xs), minlength=1000).float() / n
+    assert torch.allclose(hist(got), hist(want), atol=0.03)
 
 
 def test_logprobs_are_the_raw_distribution():
