@@ -61,12 +61,18 @@ class Grammar:
         if isinstance(schema, str):
             try:
                 schema = json.loads(schema)
-            except json.JSONDecodeError as e:
+            except (json.JSONDecodeError, RecursionError) as e:
                 raise InvalidRequestError(f"The JSON schema is not valid JSON: {e}.") from None
         if not isinstance(schema, dict):
-            raise InvalidRequestError("A JSON schema must be a JSON object.")
-        # Key order is kept: llguidance writes properties in schema order.
-        return cls("json_schema", json.dumps(schema, ensure_ascii=False))
+            got = "true" if schema is True else "false" if schema is False else type(schema).__name__
+            raise InvalidRequestError(f"A JSON schema must be a JSON object here, not {got} "
+                                      "(the empty schema {} allows any JSON document).")
+        try:
+            # Key order is kept: llguidance writes properties in schema order.
+            text = json.dumps(schema, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as e:
+            raise InvalidRequestError(f"The JSON schema cannot be written as JSON: {e}.") from None
+        return cls("json_schema", text)
 
     @classmethod
     def json_object(cls) -> Grammar:

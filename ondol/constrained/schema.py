@@ -20,11 +20,12 @@ enforced by llguidance            type (string or list), enum, const, minimum, m
                                   minItems, maxItems, properties, patternProperties,
                                   additionalProperties, required, minProperties and maxProperties
                                   (llguidance refuses them unless additionalProperties is false
-                                  or every listed property is required), allOf, anyOf, oneOf (llguidance refuses options it
-                                  cannot prove disjoint), $ref (local pointers, anchors,
-                                  recursion), $defs, definitions, $anchor, $id, $schema
-refused by llguidance             uniqueItems, contains, minContains, maxContains, propertyNames,
-                                  dependentRequired, dependentSchemas, dependencies, not, if,
+                                  or every listed property is required), allOf, anyOf, oneOf
+                                  (llguidance refuses options it cannot prove disjoint), $ref
+                                  (local pointers, anchors, recursion, siblings applied), $defs,
+                                  definitions, $anchor, $id, $schema
+refused by llguidance (and here   uniqueItems, contains, minContains, maxContains, propertyNames,
+first, to say where they are)     dependentRequired, dependentSchemas, dependencies, not, if,
                                   then, else, unevaluatedItems, unevaluatedProperties,
                                   $dynamicRef, $dynamicAnchor, $recursiveRef, $recursiveAnchor,
                                   format names outside the list above (idn-email, idn-hostname,
@@ -101,15 +102,15 @@ UNSUPPORTED = {
     "dependentSchemas": "",
     "dependencies": "",
     "not": "",
-    "if": "use anyOf over the cases",
-    "then": "use anyOf over the cases",
-    "else": "use anyOf over the cases",
+    "if": "write the cases as anyOf",
+    "then": "",
+    "else": "",
     "unevaluatedItems": "use items",
     "unevaluatedProperties": "use additionalProperties",
     "$dynamicRef": "use $ref",
-    "$dynamicAnchor": "use $ref",
+    "$dynamicAnchor": "",
     "$recursiveRef": "use $ref",
-    "$recursiveAnchor": "use $ref",
+    "$recursiveAnchor": "",
     "contentEncoding": "use pattern",
     "contentMediaType": "",
     "contentSchema": "",
