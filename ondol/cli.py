@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ondol.errors import OndolError
+from ondol.errors import InvalidRequestError, OndolError
 
 EXIT_USER_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -121,13 +121,36 @@ def _sampling_flags(p: argparse.ArgumentParser, max_tokens: int) -> None:
     s.add_argument("--stop-token-id", type=int, action="append", default=[], dest="stop_token_ids")
     s.add_argument("--ignore-eos", action="store_true", help="keep going past end tokens")
     s.add_argument("--logprobs", type=int, help="with --json: log-probabilities and N alternatives per token")
+    x = p.add_argument_group("structure (docs/structured-output.md)").add_mutually_exclusive_group()
+    x.add_argument("--json-schema", metavar="SCHEMA",
+                   help="output one JSON document valid under SCHEMA: a file, or the schema's JSON text")
+    x.add_argument("--grammar-file", metavar="FILE", help="output matching this Lark grammar (llguidance's dialect)")
 
 
 def _sampling(llm, args: argparse.Namespace):
+    from ondol.constrained import Grammar
+
     fields = {f.name for f in dataclasses.fields(llm.default_sampling_params())}
     # Only flags the user gave: None, [] and False mean "not given" (compared by identity, as 0 == False).
     given = {k: v for k, v in vars(args).items() if k in fields and v is not None and v is not False and v != []}
+    if getattr(args, "json_schema", None):
+        given["grammar"] = Grammar.json_schema(_text_or_file(args.json_schema, "--json-schema"))
+    elif getattr(args, "grammar_file", None):
+        given["grammar"] = Grammar.lark(_text_or_file(args.grammar_file, "--grammar-file", inline=False))
     return dataclasses.replace(llm.default_sampling_params(), **given)
+
+
+def _text_or_file(value: str, flag: str, inline: bool = True) -> str:
+    """The flag's value as text: a file's contents, or (``inline``) the value itself when it is not a file."""
+    path = Path(value)
+    if path.is_file():
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise InvalidRequestError(f"{flag}: cannot read {path}: {e}.") from None
+    if inline and value.lstrip().startswith("{"):
+        return value
+    raise InvalidRequestError(f"{flag}: no such file: {value}.")
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -150,3 +150,27 @@ def test_bad_flag_values(tiny_model_dir, capsys):
     with pytest.raises(SystemExit) as e:
         main(["generate", str(tiny_model_dir), "hi", "--temperature", "hot"])
     assert e.value.code == 2
+
+
+def test_generate_with_a_json_schema(tiny_model_dir, tmp_path, capsys):
+    schema = {"type": "object", "properties": {"방": {"enum": ["거실", "침실"]}, "on": {"type": "boolean"}},
+              "required": ["방", "on"], "additionalProperties": False}
+    (tmp_path / "s.json").write_text(json.dumps(schema, ensure_ascii=False), encoding="utf-8")
+    for value in (str(tmp_path / "s.json"), json.dumps(schema)):
+        assert main(["generate", str(tiny_model_dir), "불 켜줘", "--json-schema", value, "-t", "1.0", "--seed", "3"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["방"] in ("거실", "침실") and isinstance(doc["on"], bool)
+    (tmp_path / "g.lark").write_text('start: "네" | "아니요"\n', encoding="utf-8")
+    assert main(["generate", str(tiny_model_dir), "?", "--grammar-file", str(tmp_path / "g.lark")]) == 0
+    assert capsys.readouterr().out.strip() in ("네", "아니요")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--json-schema", '{"type": "array", "uniqueItems": true}'], "uniqueItems"),
+    (["--json-schema", "missing.json"], "no such file"),
+    (["--grammar-file", "missing.lark"], "no such file"),
+])
+def test_bad_structure_flags(tiny_model_dir, capsys, flags, message):
+    assert main(["generate", str(tiny_model_dir), "x", *flags]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
