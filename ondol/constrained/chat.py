@@ -75,8 +75,8 @@ class ChatConstraints:
         """The tools as chat templates take them (OpenAI's form)."""
         if not self.tools:
             return None
-        return [{"type": "function", "function": {"name": t.name, **({"description": t.description}
-                                                                       if t.description else {}),
+        # Templates read description unconditionally (Hermes'), so it is always there.
+        return [{"type": "function", "function": {"name": t.name, "description": t.description or "",
                                                    "parameters": t.parameters}} for t in self.tools]
 
 

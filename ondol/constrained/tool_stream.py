@@ -83,7 +83,8 @@ class _JsonValue:
     must then read itself."""
 
     def __init__(self) -> None:
-        self.depth, self.started, self.in_string, self.escape, self.scalar, self.done = 0, False, False, False, False, False
+        self.depth = 0
+        self.started = self.in_string = self.escape = self.scalar = self.done = False
 
     def step(self, ch: str) -> bool:
         if not self.started:
@@ -308,7 +309,7 @@ class ToolStreamParser:
             while True:
                 tracked = self._state in _TRACKED
                 if self._consume(ch):
-                    if tracked:
+                    if tracked and self._state in _TRACKED:  # not the "}" that ended a call
                         self._raw.append(ch)
                     break
 
@@ -316,7 +317,7 @@ class ToolStreamParser:
         value, call, key = self._value, self._calls[-1], self._current_key
         consumed = value.step(ch)
         if not consumed:
-            pass
+            pass  # the character after a scalar: the caller reads it in "after_value"
         elif key == "name" and call.name is None:
             self._name.append(ch)
         elif key in ARGUMENT_KEYS and not self._saw_args:
@@ -338,7 +339,7 @@ class ToolStreamParser:
         if not call.arguments:
             call.arguments.append("{}")  # no arguments at all: OpenAI sends {}
             call.unsent += 1
-        self._state, self._last = "after_call", "call"
+        self._raw, self._state, self._last = [], "after_call", "call"
         return True
 
     def _after_call(self, ch: str) -> bool:

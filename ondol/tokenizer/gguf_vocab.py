@@ -96,6 +96,7 @@ def tokenizer_from_gguf_fields(fields: Mapping[str, Any]) -> Tokenizer:
         eos_token=None if eos_id is None else tokens[eos_id],
         eos_token_ids=tuple(dict.fromkeys(end_ids)),
         chat_template=_field(fields, "tokenizer.chat_template", str, default=None),
+        tool_chat_template=_field(fields, "tokenizer.chat_template.tool_use", str, default=None),
         add_bos_token=bool(fields.get("tokenizer.ggml.add_bos_token", adds_bos)),
         add_eos_token=bool(fields.get("tokenizer.ggml.add_eos_token", False)),
     )

@@ -41,6 +41,7 @@ class Tokenizer:
         eos_token: str | None,
         eos_token_ids: tuple[int, ...],
         chat_template: str | None,
+        tool_chat_template: str | None = None,
         add_bos_token: bool | None = None,
         add_eos_token: bool | None = None,
     ):
@@ -50,6 +51,9 @@ class Tokenizer:
         self.bos_token_id = backend.token_to_id(bos_token) if bos_token is not None else None
         self.eos_token_ids = tuple(eos_token_ids)
         self.chat_template = chat_template
+        # Some models ship a second template for conversations with tools (Hermes 2 Pro's
+        # "tool_use"); it is used whenever tools are passed, as transformers does.
+        self.tool_chat_template = tool_chat_template
         self.vocab_size = backend.get_vocab_size(with_added_tokens=True)
         if add_bos_token is not None or add_eos_token is not None:
             self._set_post_processor(bool(add_bos_token), bool(add_eos_token))
@@ -100,6 +104,7 @@ class Tokenizer:
             eos_token=eos_token,
             eos_token_ids=tuple(dict.fromkeys(i for i in eos_ids if isinstance(i, int))),
             chat_template=_chat_template(folder, config),
+            tool_chat_template=_chat_template(folder, config, "tool_use"),
             # Explicit flags override tokenizer.json's post-processor, as in transformers 4 and
             # llama.cpp's converter. (transformers 5 ignores them once tokenizer.json exists.)
             add_bos_token=config.get("add_bos_token"),
@@ -131,10 +136,11 @@ class Tokenizer:
         **kwargs: Any,
     ) -> str:
         """Render a conversation into the model's prompt text (encode it without special tokens)."""
-        if self.chat_template is None:
+        template = self.template_for(tools=bool(tools))
+        if template is None:
             raise ChatTemplateError("This model has no chat template, so it cannot format chat messages.")
         return render_chat_template(
-            self.chat_template,
+            template,
             messages,
             add_generation_prompt=add_generation_prompt,
             bos_token=self.bos_token or "",
@@ -142,6 +148,10 @@ class Tokenizer:
             tools=tools,
             **kwargs,
         )
+
+    def template_for(self, tools: bool) -> str | None:
+        """The chat template a conversation with (or without) tools is rendered with."""
+        return (self.tool_chat_template or self.chat_template) if tools else self.chat_template
 
     def detokenizer(self, skip_special_tokens: bool = True) -> IncrementalDetokenizer:
         """A fresh streaming decoder for one generated sequence."""
@@ -192,16 +202,19 @@ def _token_content(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _chat_template(folder: Path, config: dict) -> str | None:
-    # transformers 5 saves the template to its own file and prefers it over tokenizer_config.
-    template_file = folder / "chat_template.jinja"
+def _chat_template(folder: Path, config: dict, name: str = "default") -> str | None:
+    """The folder's chat template called ``name`` ("default": the main one), or None."""
+    # transformers 5 saves templates to their own files and prefers them over tokenizer_config.
+    template_file = folder / ("chat_template.jinja" if name == "default" else f"additional_chat_templates/{name}.jinja")
     if template_file.is_file():
         try:
             return template_file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
             raise ModelFormatError(f"{template_file} cannot be read as UTF-8 text: {err}.") from err
     template = config.get("chat_template")
-    if isinstance(template, list):  # [{"name": ..., "template": ...}, ...]: use the default one
+    if isinstance(template, list):  # [{"name": ..., "template": ...}, ...]
         named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
-        template = named.get("default")
+        template = named.get(name)
+    elif name != "default":
+        return None
     return template if isinstance(template, str) else None

@@ -340,3 +340,23 @@ def test_model_without_template(tmp_path):
     path = save_hf_folder(byte_level_bpe(), tmp_path, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>")
     with pytest.raises(ChatTemplateError, match="no chat template"):
         Tokenizer.from_folder(path).apply_chat_template([{"role": "user", "content": "hi"}])
+
+
+def test_tool_use_template_is_used_when_tools_are_passed(tmp_path):
+    # Hermes 2 Pro ships {"default", "tool_use"} templates; transformers 5 writes the second to
+    # additional_chat_templates/tool_use.jinja, older folders keep a list in tokenizer_config.json.
+    from ondol.constrained.tool_calls import detect_tool_format
+
+    templates = {"default": "{% for m in messages %}{{ m.content }}{% endfor %}",
+                 "tool_use": "{% for t in tools %}<tool_call>{{ t.function.name }}</tool_call>{% endfor %}"
+                             "{% for m in messages %}{{ m.content }}{% endfor %}"}
+    save_hf_folder(byte_level_bpe(), tmp_path, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
+                   chat_template=templates)
+    hf = AutoTokenizer.from_pretrained(tmp_path)
+    tok = Tokenizer.from_folder(tmp_path)
+    tools = [{"type": "function", "function": {"name": "lights_off", "parameters": {"type": "object"}}}]
+    messages = [{"role": "user", "content": "불 꺼줘"}]
+    assert tok.apply_chat_template(messages) == "불 꺼줘"
+    assert tok.apply_chat_template(messages, tools=tools) == "<tool_call>lights_off</tool_call>불 꺼줘" == \
+        hf.apply_chat_template(messages, tools=tools, tokenize=False)
+    assert detect_tool_format(tok).name == "hermes"
