@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from tests.model_fixtures import SHAPES, make_checkpoint
+from tests.tool_fixtures import FAMILIES, make_tool_checkpoint
 
 
 @pytest.fixture(scope="session")
@@ -15,3 +16,10 @@ def checkpoints(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def tiny_model_dir(checkpoints) -> Path:
     return checkpoints["llama3.2"][0]
+
+
+@pytest.fixture(scope="session")
+def tool_models(tmp_path_factory) -> dict:
+    """family -> tiny checkpoint with that family's real chat template and tool-call tokens."""
+    root = tmp_path_factory.mktemp("tool_models")
+    return {family: make_tool_checkpoint(root / family, family) for family in FAMILIES}

@@ -154,3 +154,27 @@ def test_matcher_rolls_back(llm):
     assert m.is_terminated and m.is_accepting
     with pytest.raises(ValueError):
         m.rollback(len(ids) + 1)
+
+
+def test_python_chat_api_takes_openai_structure(llm, tool_models):
+    fmt = {"type": "json_schema", "json_schema": {"name": "device", "schema": DEVICE, "strict": True}}
+    out = llm.chat([{"role": "user", "content": "거실 에어컨 켜줘"}], SamplingParams(max_tokens=80, seed=1), response_format=fmt)
+    jsonschema.validate(json.loads(out.content), DEVICE)
+    assert out.tool_calls == [] and out.finish_reason == "stop"
+
+    hermes = LLM(tool_models["hermes"], dtype="float32")
+    tools = [{"type": "function", "function": {"name": "set_ac", "parameters": {
+        "type": "object", "properties": {"room": {"enum": ["거실", "안방"]}, "celsius": {
+            "type": "integer", "minimum": 16, "maximum": 30}}, "required": ["room", "celsius"]}}}]
+    messages = [{"role": "user", "content": "거실 24도"}]
+    call = hermes.chat(messages, SamplingParams(max_tokens=200, seed=2), tools=tools, tool_choice="required",
+                       parallel_tool_calls=False)
+    assert call.finish_reason == "tool_calls" and call.content is None and len(call.tool_calls) == 1
+    assert call.tool_calls[0].name == "set_ac" and json.loads(call.tool_calls[0].arguments)["room"] in ("거실", "안방")
+    answer = hermes.chat(messages + [{"role": "assistant", "tool_calls": [{"id": call.tool_calls[0].id, "type": "function",
+                                      "function": {"name": "set_ac", "arguments": call.tool_calls[0].arguments}}]},
+                                     {"role": "tool", "tool_call_id": call.tool_calls[0].id, "content": "ok"}],
+                         SamplingParams(max_tokens=8, seed=3), tools=tools, tool_choice="none")
+    assert answer.tool_calls == [] and answer.finish_reason in ("stop", "length")
+    with pytest.raises(InvalidRequestError, match="tool"):
+        llm.chat(messages, tools=tools)  # the tiny model's template has no tools

@@ -27,7 +27,7 @@ from ondol.constrained.tool_calls import (
 from ondol.demo import CHAT_TEMPLATE as DEMO_TEMPLATE
 from ondol.errors import InvalidRequestError
 from ondol.tokenizer import Tokenizer
-from tests.tool_fixtures import FAMILIES, family_tokenizer, make_tool_checkpoint
+from tests.tool_fixtures import FAMILIES, family_tokenizer
 
 FORMAT_OF = {"llama3.1": "llama3_json", "llama3.2": "llama3_json", "hermes": "hermes", "qwen2.5": "hermes",
              "mistral_v0.3": "mistral"}
@@ -49,13 +49,6 @@ TOOLS_JSON = [
 TOOLS = parse_tools(TOOLS_JSON)
 AC_ARGS = {"room": "거실 에어컨", "temp": 24}
 LIGHT_ARGS = {"room": "bedroom 안방"}
-
-
-@pytest.fixture(scope="session")
-def tool_models(tmp_path_factory) -> dict:
-    """family -> tiny checkpoint folder, built once per session."""
-    root = tmp_path_factory.mktemp("tool_models")
-    return {family: make_tool_checkpoint(root / family, family) for family in FAMILIES}
 
 
 @pytest.fixture(scope="session")
