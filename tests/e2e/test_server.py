@@ -27,18 +27,6 @@ MODEL = "tiny"
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 
 
-@pytest.fixture(scope="module")
-def server(tiny_model_dir):
-    s = ServerThread(create_app(str(tiny_model_dir), served_model_name=MODEL, kv_cache_bytes=TEST_KV_BYTES)).start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=60)
-
-
 @pytest.fixture
 def aclient(server):
     return openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=60)

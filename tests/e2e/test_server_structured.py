@@ -11,8 +11,7 @@ import jsonschema
 import openai
 import pytest
 
-from ondol.server import create_app
-from tests.server_fixtures import TEST_KV_BYTES, ServerThread, wait_idle
+from tests.server_fixtures import wait_idle
 
 MODEL = "tiny"
 SCHEMA = {
@@ -29,18 +28,6 @@ SCHEMA = {
     "additionalProperties": False,
 }
 FORMAT = {"type": "json_schema", "json_schema": {"name": "home", "schema": SCHEMA, "strict": True}}
-
-
-@pytest.fixture(scope="module")
-def server(tiny_model_dir):
-    s = ServerThread(create_app(str(tiny_model_dir), served_model_name=MODEL, kv_cache_bytes=TEST_KV_BYTES)).start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=60)
 
 
 def user(text: str) -> list[dict]:

@@ -27,7 +27,7 @@ def test_every_output_validates(llm):
     rng = random.Random(20261123)
     prompts = ["거실 에어컨 24도로 맞춰줘", "turn off all the bedroom lights", "{", "JSON:", "🎉"]
     jobs = []
-    for i in range(N_SCHEMAS):
+    for _ in range(N_SCHEMAS):
         schema = random_schema(rng)
         params = SamplingParams(max_tokens=400, seed=rng.randrange(1 << 32), temperature=rng.choice([0, 0.5, 1.0, 1.5]),
                                 top_p=rng.choice([1.0, 1.0, 0.9]), grammar=Grammar.json_schema(schema))

@@ -13,7 +13,6 @@ import torch
 from ondol.constrained.grammar import Grammar, GrammarCompiler, GrammarMatcher
 from ondol.tokenizer import Tokenizer
 from tests.schema_generator import MAX_DOC_BYTES, random_schema, worst_case_bytes
-from tests.tokenizer_fixtures import byte_level_bpe, save_hf_folder
 
 N_SCHEMAS = 300
 WALKS = 3  # documents per schema
@@ -21,10 +20,8 @@ MAX_WALK = 400
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory) -> Tokenizer:
-    folder = save_hf_folder(byte_level_bpe(), tmp_path_factory.mktemp("schema_generator_tokenizer"),
-                            bos_token="<|begin_of_text|>", eos_token="<|eot_id|>")
-    return Tokenizer.from_folder(folder)
+def tokenizer(tiny_model_dir) -> Tokenizer:
+    return Tokenizer.from_folder(tiny_model_dir)  # Llama 3-style byte-level BPE
 
 
 @pytest.fixture(scope="module")

@@ -17,16 +17,13 @@ from ondol.constrained.grammar import Grammar, GrammarCompiler
 from ondol.constrained.schema import check_schema
 from ondol.errors import InvalidRequestError
 from ondol.tokenizer import Tokenizer
-from tests.tokenizer_fixtures import byte_level_bpe, save_hf_folder
 
 DRAFT7 = "http://json-schema.org/draft-07/schema#"
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory) -> Tokenizer:
-    folder = save_hf_folder(byte_level_bpe(), tmp_path_factory.mktemp("schema_keywords_tokenizer"),
-                            bos_token="<|begin_of_text|>", eos_token="<|eot_id|>")
-    return Tokenizer.from_folder(folder)
+def tokenizer(tiny_model_dir) -> Tokenizer:
+    return Tokenizer.from_folder(tiny_model_dir)  # Llama 3-style byte-level BPE
 
 
 @pytest.fixture(scope="module")
