@@ -13,6 +13,7 @@ out as byte tokens. ``gguf_fields`` turns one into the metadata llama.cpp's ``co
 would write for it.
 """
 
+import collections
 import functools
 import json
 from pathlib import Path
@@ -143,8 +144,12 @@ def _spm_json() -> str:
     tokenizer = Tokenizer(models.BPE())
     tokenizer.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="never")
-    # A limited alphabet leaves most Hangul syllables and all emoji to byte fallback.
-    trained = _train(tokenizer, 200, limit_alphabet=60)
+    # A limited alphabet leaves most Hangul syllables and all emoji to byte fallback. The trainer's
+    # own limit breaks ties between equally frequent characters in hash order (a different
+    # tokenizer each run), so the 60 are chosen here: most frequent first, then by code point.
+    counts = collections.Counter(c for line in CORPUS.splitlines() for c in "▁" + line.replace(" ", "▁"))
+    alphabet = sorted(counts, key=lambda c: (-counts[c], c))[:60]
+    trained = _train(tokenizer, 200, limit_alphabet=60, initial_alphabet=alphabet)
     # Llama 2's layout: specials, then the 256 byte tokens, then the learned pieces in merge order.
     pieces = sorted(trained["vocab"], key=trained["vocab"].get)
     vocab = {token: i for i, token in enumerate(SPM_SPECIALS + BYTE_TOKENS + pieces)}

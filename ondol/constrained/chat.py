@@ -71,6 +71,10 @@ class ChatConstraints:
         return dataclasses.replace(params, grammar=self.grammar or params.grammar, banned_token_ids=banned,
                                    skip_special_tokens=self.skip_special_tokens and params.skip_special_tokens)
 
+    def parse(self, text: str) -> tuple[str | None, list[ToolCall]]:
+        """An output as (content, tool calls): calls taken out when tools may be called."""
+        return self.tool_format.parse(text) if self.tool_format is not None else (text, [])
+
     def template_tools(self) -> list[dict[str, Any]] | None:
         """The tools as chat templates take them (OpenAI's form)."""
         if not self.tools:
@@ -115,13 +119,14 @@ class ChatCompletion(Completion):
 
 
 def chat_completion(completion: Completion, constraints: ChatConstraints) -> ChatCompletion:
-    content: str | None = completion.text
-    calls: list[ToolCall] = []
-    if constraints.tool_format is not None:
-        content, calls = constraints.tool_format.parse(completion.text)
-    reason = "tool_calls" if calls and completion.finish_reason == "stop" else completion.finish_reason
-    return ChatCompletion(completion.text, completion.token_ids, reason, completion.prompt_token_ids,
-                          completion.logprobs, content=content, tool_calls=calls)
+    content, calls = constraints.parse(completion.text)
+    return ChatCompletion(completion.text, completion.token_ids, finish_reason(completion.finish_reason, bool(calls)),
+                          completion.prompt_token_ids, completion.logprobs, content=content, tool_calls=calls)
+
+
+def finish_reason(reason: str | None, called: bool) -> str | None:
+    """OpenAI's finish reason for a turn: "tool_calls" when it ended normally after calling tools."""
+    return "tool_calls" if called and reason == "stop" else reason
 
 
 def template_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ondol.constrained.grammar import JSON_OPTIONS, Grammar
 from ondol.constrained.schema import check_schema
-from ondol.constrained.tool_stream import ToolCall, ToolCallDelta, ToolStreamParser
+from ondol.constrained.tool_stream import BLANK, ToolCall, ToolCallDelta, ToolStreamParser
 from ondol.errors import InvalidRequestError
 
 if TYPE_CHECKING:
@@ -179,7 +179,9 @@ class ToolFormat:
         """A whole output as (content, calls); content is None when nothing but calls is left."""
         parser = self.stream_parser()
         content = parser.feed(text)[0] + parser.finish()[0]
-        return (content if content.strip() else None), parser.calls
+        # The stream parser's notion of blank (not str.strip's, which also drops \x1c-\x1f): a whole
+        # output and the same output streamed must agree on content.
+        return (content if content.strip(BLANK) else None), parser.calls
 
     def stream_parser(self) -> ToolStreamParser:
         return ToolStreamParser(self)

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from ondol.constrained.tool_calls import ToolFormat
 
 _ALNUM = string.ascii_letters + string.digits
-_WS = " \t\r\n"
+BLANK = " \t\r\n"  # whitespace as JSON and the templates mean it
 # Inside a call object; and all the states whose text is kept to give back if it was no call.
 _CALL_STATES = frozenset({"key", "key_text", "colon", "value_start", "value", "after_value"})
 _TRACKED = _CALL_STATES | {"block", "object"}
@@ -106,7 +106,7 @@ class _JsonValue:
                 self.done = self.depth == 0
             return True
         if self.scalar:
-            if ch in _WS or ch in ",}]":
+            if ch in BLANK or ch in ",}]":
                 self.done = True
                 return False
             return True
@@ -191,21 +191,21 @@ class ToolStreamParser:
         buf = self._buf
         if final:
             self._buf = ""
-            if buf.strip(_WS):
-                self._give(buf.lstrip(_WS) if self._last == "call" else buf)
+            if buf.strip(BLANK):
+                self._give(buf.lstrip(BLANK) if self._last == "call" else buf)
             elif self._last == "content":
                 self._give(buf)  # a text answer's own trailing whitespace
             return
         keep = _marker_prefix_len(buf, self.fmt.open) if self._state == "text" else 0
-        end = len(buf[: len(buf) - keep].rstrip(_WS))
+        end = len(buf[: len(buf) - keep].rstrip(BLANK))
         if end:
-            self._give(buf[:end].lstrip(_WS) if self._last == "call" else buf[:end])
+            self._give(buf[:end].lstrip(BLANK) if self._last == "call" else buf[:end])
             self._buf = buf[end:]
 
     def _give_before_marker(self, text: str) -> None:
-        text = text.rstrip(_WS)
-        if text.strip(_WS):
-            self._give(text.lstrip(_WS) if self._last == "call" else text)
+        text = text.rstrip(BLANK)
+        if text.strip(BLANK):
+            self._give(text.lstrip(BLANK) if self._last == "call" else text)
 
     def _give(self, text: str) -> None:
         if text:
@@ -220,7 +220,7 @@ class ToolStreamParser:
         state, fmt = self._state, self.fmt
         if state == "start":  # Llama: calls only as the whole answer
             self._buf += ch
-            head = self._buf.lstrip(_WS)
+            head = self._buf.lstrip(BLANK)
             if head == fmt.open:
                 self._buf, self._raw, self._state = "", [], "block"
             elif head == "{" and fmt.bare_json:
@@ -236,7 +236,7 @@ class ToolStreamParser:
                 self._buf, self._raw, self._state = "", [], "block"
             return True
         if state == "block":  # after the opening marker
-            if ch in _WS:
+            if ch in BLANK:
                 return True
             if ch == "[" and fmt.list_open and not self._in_list:
                 self._in_list = True
@@ -246,7 +246,7 @@ class ToolStreamParser:
                 return False
             return self._junk()
         if state == "object":  # a call object begins
-            if ch in _WS:
+            if ch in BLANK:
                 return True
             if ch != "{":
                 return self._junk()
@@ -254,7 +254,7 @@ class ToolStreamParser:
             self._saw_args, self._state = False, "key"
             return True
         if state == "key":
-            if ch in _WS:
+            if ch in BLANK:
                 return True
             if ch == '"':
                 self._key, self._state = [ch], "key_text"
@@ -269,21 +269,21 @@ class ToolStreamParser:
                 self._state = "colon"
             return True
         if state == "colon":
-            if ch in _WS:
+            if ch in BLANK:
                 return True
             if ch != ":":
                 return self._junk()
             self._state = "value_start"
             return True
         if state == "value_start":
-            if ch in _WS:
+            if ch in BLANK:
                 return True
             self._value, self._name, self._state = _JsonValue(), [], "value"
             return False
         if state == "value":
             return self._read_value(ch)
         if state == "after_value":
-            if ch in _WS:
+            if ch in BLANK:
                 return True
             if ch == ",":
                 self._state = "key"
@@ -344,7 +344,7 @@ class ToolStreamParser:
 
     def _after_call(self, ch: str) -> bool:
         fmt = self.fmt
-        if ch in _WS:
+        if ch in BLANK:
             return True
         if fmt.separator and ch == fmt.separator and self._in_list == fmt.list_open:
             self._raw, self._state = [], "object"

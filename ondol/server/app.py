@@ -32,7 +32,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
-from ondol.constrained.chat import ChatConstraints, chat_constraints
+from ondol.constrained.chat import ChatConstraints, chat_constraints, finish_reason
 from ondol.engine.async_engine import AsyncEngine
 from ondol.engine.request import RequestOutput
 from ondol.errors import ChatTemplateError
@@ -371,16 +371,13 @@ async def _chat_response(state: ServerState, req: P.ChatCompletionRequest, rid: 
     texts, lps, reasons = await _collect(choices)
     out = []
     for i, text in enumerate(texts):
-        content, calls = constraints.tool_format.parse(text) if constraints.tool_format else (text, [])
+        content, calls = constraints.parse(text)
         message = P.AssistantMessage(content=content, tool_calls=[P.ToolCallOut.of(c) for c in calls] or None)
         out.append(P.ChatCompletionChoice(
-            index=i, message=message, finish_reason=_finish_reason(reasons[i], bool(calls)),
+            index=i, message=message, finish_reason=finish_reason(reasons[i], bool(calls)),
             logprobs=P.ChatLogprobs(content=state.formatter.chat(lps[i])) if req.logprobs else None))
     return P.ChatCompletionResponse(id=rid, model=state.model_name, usage=choices.usage(), choices=out)
 
-
-def _finish_reason(reason: str | None, called: bool) -> str | None:
-    return "tool_calls" if called and reason == "stop" else reason
 
 
 async def _completion_response(state: ServerState, req: P.CompletionRequest, rid: str,
@@ -431,7 +428,7 @@ def _chat_stream(state: ServerState, req: P.ChatCompletionRequest, rid: str, cho
                 if out.finished:
                     rest, more = parsers[i].finish()
                     text, deltas = text + rest, deltas + more
-            reason = _finish_reason(out.finish_reason, bool(parsers and parsers[i].calls)) if out.finished else None
+            reason = finish_reason(out.finish_reason, bool(parsers and parsers[i].calls)) if out.finished else None
             if text or deltas or out.finished or (lp and lp.content):
                 delta = P.DeltaMessage(content=text or None,
                                        tool_calls=[P.DeltaToolCall.of(d) for d in deltas] or None)

@@ -95,6 +95,7 @@ def test_config_variants(tmp_path):
 
     (path / "chat_template.jinja").unlink()
     assert Tokenizer.from_folder(path).chat_template == "from config"  # the "default" of a named list
+    assert Tokenizer.from_folder(path).tool_chat_template == "tools"  # used when tools are passed
 
     # Older folders keep the special tokens in special_tokens_map.json and a single eos id.
     edit_json(path / "tokenizer_config.json", bos_token=None, eos_token=None, chat_template="plain")
@@ -201,6 +202,12 @@ def test_gguf_special_tokens():
 
     spm = tokenizer_from_gguf_fields(GGUF_CASES["llama"][1](spm_bpe()))
     assert (spm.bos_token_id, spm.eos_token_ids) == (1, (2,))
+    assert spm.apply_chat_template([{"role": "user", "content": "안녕"}]) == "<s>안녕"
+
+    # llama.cpp writes named templates as tokenizer.chat_template.NAME; "tool_use" serves tools.
+    fields = GGUF_CASES["llama"][1](spm_bpe()) | {"tokenizer.chat_template.tool_use": "{{ tools | length }}"}
+    spm = tokenizer_from_gguf_fields(fields)
+    assert spm.apply_chat_template([], tools=[{"type": "function"}]) == "1"
     assert spm.apply_chat_template([{"role": "user", "content": "안녕"}]) == "<s>안녕"
 
 

@@ -469,3 +469,14 @@ def test_undeclared_arguments_only_when_the_schema_allows_them(tokenizers, compi
     grammar = plan_tools(tok, no_arguments, ToolChoice("required")).grammar
     assert _run(compiler, grammar, _ids(tok, '{"name": "f", "parameters": {}}'))[1] is None
     assert _run(compiler, grammar, _ids(tok, '{"name": "f", "parameters": {"x": 1}}'))[1] is not None
+
+
+def test_control_characters_count_as_content_both_ways():
+    # str.strip() would call "\x1e" blank; the stream parser does not, and the two must agree.
+    from ondol.constrained.tool_calls import HERMES
+
+    text = '\x1e<tool_call>\n{"name": "set_ac", "arguments": {"room": "안방", "temp": 20}}\n</tool_call>'
+    content, calls = HERMES.parse(text)
+    parser = HERMES.stream_parser()
+    streamed = "".join(parser.feed(ch)[0] for ch in text) + parser.finish()[0]
+    assert content == streamed == "\x1e" and [c.name for c in calls] == ["set_ac"]
