@@ -275,17 +275,28 @@ def create_app(model: ModelSource, *, served_model_name: str | None = None, api_
         state.check_model(name)
         return JSONResponse(model_card().model_dump())
 
+    async def admit(request: Request, body: type[P.ChatCompletionRequest | P.CompletionRequest]) -> tuple:
+        """The start of every generation route: the engine (503 until ready), the validated body,
+        its structure and its sampling params (one per choice), its grammar compiled."""
+        engine = state.require_ready()
+        req = await parse_body(request, body)
+        state.check_model(req.model)
+        chat = isinstance(req, P.ChatCompletionRequest)
+        constraints = chat_constraints(state.llm.tokenizer, tools=req.tools if chat else None,
+                                       tool_choice=req.tool_choice if chat else None,
+                                       parallel_tool_calls=req.parallel_tool_calls if chat else True,
+                                       response_format=req.response_format)
+        params = [constraints.apply(p) for p in P.sampling_params(req, state.defaults, state.max_model_len)]
+        if constraints.grammar is not None:
+            # A schema not seen before takes milliseconds to compile, and the first one also builds
+            # the grammar tokenizer (up to ~1 s at 128k tokens): in a thread, so other streams go on.
+            await asyncio.to_thread(state.llm.engine.grammars.compile, constraints.grammar)
+        return engine, req, constraints, params
+
     @v1.post("/chat/completions")
     async def chat_completions(request: Request) -> Response:
         arrival = time.monotonic()
-        engine = state.require_ready()
-        req: P.ChatCompletionRequest = await parse_body(request, P.ChatCompletionRequest)
-        state.check_model(req.model)
-        constraints = chat_constraints(state.llm.tokenizer, tools=req.tools, tool_choice=req.tool_choice,
-                                       parallel_tool_calls=req.parallel_tool_calls,
-                                       response_format=req.response_format)
-        params = [constraints.apply(p) for p in P.sampling_params(req, state.defaults, state.max_model_len)]
-        await _compile_grammar(state, constraints)
+        engine, req, constraints, params = await admit(request, P.ChatCompletionRequest)
         try:
             prompt = await _off_loop(request, state.llm.chat_prompt, req.template_messages(),
                                      tools=constraints.template_tools())
@@ -299,12 +310,7 @@ def create_app(model: ModelSource, *, served_model_name: str | None = None, api_
     @v1.post("/completions")
     async def completions(request: Request) -> Response:
         arrival = time.monotonic()
-        engine = state.require_ready()
-        req: P.CompletionRequest = await parse_body(request, P.CompletionRequest)
-        state.check_model(req.model)
-        constraints = chat_constraints(state.llm.tokenizer, response_format=req.response_format)
-        params = [constraints.apply(p) for p in P.sampling_params(req, state.defaults, state.max_model_len)]
-        await _compile_grammar(state, constraints)
+        engine, req, _, params = await admit(request, P.CompletionRequest)
         prompts = await _off_loop(request, lambda: [state.llm.encode(p) for p in req.prompts()])
         if len(prompts) * req.n > 64:
             raise APIError(400, "At most 64 completions (prompts × n) per request.", param="prompt")
@@ -317,14 +323,6 @@ def create_app(model: ModelSource, *, served_model_name: str | None = None, api_
 
     app.include_router(v1)
     return app
-
-
-async def _compile_grammar(state: ServerState, constraints: ChatConstraints) -> None:
-    """Compile a request's grammar in a thread: a schema not seen before takes milliseconds, and the
-    first one also builds the grammar tokenizer (up to ~1 s at 128k tokens). The engine then finds it
-    cached. Raises InvalidRequestError (400) if it cannot be enforced."""
-    if constraints.grammar is not None:
-        await asyncio.to_thread(state.llm.engine.grammars.compile, constraints.grammar)
 
 
 async def _off_loop(request: Request, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
