@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := .cache/demo-model
 
-.PHONY: setup demo test
+.PHONY: setup demo test services
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -20,5 +20,21 @@ demo: setup
 	$(BIN)/ondol info $(DEMO)
 	$(BIN)/ondol generate $(DEMO) "거실 에어컨 24도로 맞춰줘" --max-tokens 24 --seed 0
 
-test: setup
+test: setup services
 	$(BIN)/pytest -q tests
+
+# The tests start their own PostgreSQL and Mosquitto (tests/services.py) from the Debian packages;
+# install whichever is missing. apt-get update only when the install fails (stale or empty lists).
+# Not root: through sudo. On a machine with systemd the packages also start system-wide servers on
+# their default ports; the tests do not use those (their servers take free ports on 127.0.0.1).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
+services:
+	@missing=""; \
+	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing test servers:$$missing"; \
+		$(APT_INSTALL) $$missing >/dev/null || \
+		{ $(SUDO) apt-get update -q >/dev/null && $(APT_INSTALL) $$missing >/dev/null; }; \
+	fi

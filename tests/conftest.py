@@ -23,3 +23,28 @@ def tool_models(tmp_path_factory) -> dict:
     """family -> tiny checkpoint with that family's real chat template and tool-call tokens."""
     root = tmp_path_factory.mktemp("tool_models")
     return {family: make_tool_checkpoint(root / family, family) for family in FAMILIES}
+
+
+# --- Test servers (tests/services.py): started on first use, stopped at the end of the session. ---
+# They fail (never skip) when a server's Debian package is missing: `make services` installs them.
+from tests.services import ServiceUnavailable, mosquitto_server, postgres_server  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """``postgresql://postgres@127.0.0.1:PORT/postgres``: a throwaway PostgreSQL superuser URL."""
+    try:
+        with postgres_server() as url:
+            yield url
+    except ServiceUnavailable as e:
+        pytest.fail(str(e), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def mqtt_url():
+    """``mqtt://127.0.0.1:PORT``: a throwaway Mosquitto broker, anonymous, no persistence."""
+    try:
+        with mosquitto_server() as url:
+            yield url
+    except ServiceUnavailable as e:
+        pytest.fail(str(e), pytrace=False)
