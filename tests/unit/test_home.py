@@ -91,7 +91,7 @@ def compiler(tiny_model_dir):
 def test_tool_schemas_hold_real_names_and_ranges(home, compiler):
     tools = {t["function"]["name"]: t["function"]["parameters"] for t in home.tools()}
     assert {"turn_on", "set_temperature", "set_channel", "activate", "get_state"} <= set(tools)
-    for name, schema in tools.items():
+    for schema in tools.values():
         check_schema(schema)
         jsonschema.Draft202012Validator.check_schema(schema)
         compiler.compile(Grammar.json_schema(schema))
@@ -125,7 +125,7 @@ def _value(rng: random.Random, schema: dict):
     if kind == "boolean":
         return rng.random() < 0.5
     if kind == "string" and "pattern" in schema:
-        return "#%06X" % rng.randrange(1 << 24)
+        return f"#{rng.randrange(1 << 24):06X}"
     return "x"
 
 
