@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
@@ -36,9 +36,12 @@ from ondol.constrained.chat import ChatConstraints, chat_constraints, finish_rea
 from ondol.engine.async_engine import AsyncEngine
 from ondol.engine.request import RequestOutput
 from ondol.errors import ChatTemplateError
+from ondol.home.home import Home
 from ondol.server import protocol as P
 from ondol.server.errors import APIError, ClientGone, install_error_handlers, parse_body
 from ondol.server.metrics import CountRequests
+from ondol.server.home_routes import home_router
+from ondol.server.sse import EventStream
 from ondol.server.metrics import Metrics
 from ondol.server.state import ModelSource, ServerState, ondol_version
 
@@ -186,24 +189,6 @@ async def _unless_disconnected(request: Request, work: Any) -> Any:
     raise ClientGone()
 
 
-class _EventStream(StreamingResponse):
-    """Server-sent events whose generator is closed as soon as the response ends for any reason,
-    client disconnect included (Starlette would otherwise leave that to the garbage collector)."""
-
-    def __init__(self, content: AsyncIterator[str], on_close: Callable[[], None]) -> None:
-        super().__init__(content, media_type="text/event-stream",
-                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        self.on_close = on_close
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self.on_close()  # synchronous: runs even in a cancelled scope
-            with contextlib.suppress(BaseException):
-                await self.body_iterator.aclose()
-
-
 def _sse(model: BaseModel) -> str:
     return f"data: {model.model_dump_json()}\n\n"
 
@@ -217,11 +202,12 @@ def _sse_error(message: str) -> str:
 
 def create_app(model: ModelSource, *, served_model_name: str | None = None, api_key: str | None = None,
                max_waiting: int = 256, shutdown_grace_seconds: float = DEFAULT_GRACE_SECONDS,
-               **llm_options: Any) -> FastAPI:
+               home: Home | None = None, **llm_options: Any) -> FastAPI:
     """The server for one model: a path (loaded in a background thread once the server is up, with
     ``llm_options`` such as dtype, max_model_len, kv_cache_bytes, max_num_seqs passed to LLM), a
     loaded LLM, or a function returning one (called in that thread). ``app.state.ondol`` is the
-    ServerState (its ``on_ready``/``on_failed`` callbacks, ``shutdown``, the engine)."""
+    ServerState (its ``on_ready``/``on_failed`` callbacks, ``shutdown``, the engine). With ``home``,
+    its device routes are served under /v1/homes (ondol/server/home_routes.py)."""
     state = ServerState(model, served_model_name, api_key, max_waiting, llm_options, shutdown_grace_seconds)
 
     @contextlib.asynccontextmanager
@@ -321,6 +307,8 @@ def create_app(model: ModelSource, *, served_model_name: str | None = None, api_
         return await _respond(request, choices, lambda: _completion_stream(state, req, rid, choices),
                               lambda: _completion_response(state, req, rid, choices), req.stream)
 
+    if home is not None:
+        v1.include_router(home_router(home))
     app.include_router(v1)
     return app
 
@@ -339,7 +327,7 @@ async def _respond(request: Request, choices: _Choices, stream: Callable[[], Asy
     try:
         await _unless_disconnected(request, choices.start())
         if streaming:
-            return _EventStream(stream(), choices.close)
+            return EventStream(stream(), choices.close)
         return JSONResponse((await _unless_disconnected(request, collect())).model_dump(mode="json"))
     except BaseException:
         choices.close()

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -174,3 +175,20 @@ def test_bad_structure_flags(tiny_model_dir, capsys, flags, message):
     assert main(["generate", str(tiny_model_dir), "x", *flags]) == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_home_command(tmp_path, capsys):
+    demo = str(Path(__file__).resolve().parents[2] / "examples" / "demo-home.yaml")
+    assert main(["home", demo]) == 0
+    assert "거실 에어컨" in capsys.readouterr().out
+    store = f"sqlite:///{tmp_path / 'h.db'}"
+    action = '{"action": "turn_on", "target": {"area": "거실", "kind": "조명"}}'
+    assert main(["home", demo, "--store", store, "--apply", action]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"] is True
+    assert main(["home", demo, "--store", store, "--apply", '{"action": "fly", "target": {"device": "TV"}}']) == 1
+    assert "does not support" in json.loads(capsys.readouterr().out)["error"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("home: x\ndevices:\n  - id: a\n    type: aircon\n", encoding="utf-8")
+    assert main(["home", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "bad.yaml:4" in err and "air_conditioner" in err and "Traceback" not in err
