@@ -1,3 +1,4 @@
+import itertools
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,20 @@ def mqtt_url():
             yield url
     except ServiceUnavailable as e:
         pytest.fail(str(e), pytrace=False)
+
+
+_db_names = itertools.count()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path) -> str:
+    """A URL of an empty store: a fresh SQLite file, or a fresh database on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'home.db'}"
+    import psycopg
+
+    server = request.getfixturevalue("postgres_url")
+    name = f"store_{next(_db_names)}"
+    with psycopg.connect(server, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    return server.rsplit("/", 1)[0] + "/" + name

@@ -71,8 +71,8 @@ def test_unreachable_device_changes_nothing_and_others_are_undone(tmp_path):
         assert "light.kitchen" not in undo and all(c == {"power": "off"} for c in undo.values())
 
 
-def test_state_survives_a_restart(tmp_path):
-    url = f"sqlite:///{tmp_path / 'h.db'}"
+def test_state_survives_a_restart(store_url):  # SQLite and the real PostgreSQL
+    url = store_url
     with Home.load(DEMO, store=url) as home:
         home.apply({"action": "set_channel", "target": {"device": "거실 TV"}, "params": {"channel": 11}},
                    source="assistant", utterance="티비 11번 틀어줘")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
@@ -12,23 +11,6 @@ import pytest
 from ondol.errors import OndolError
 from ondol.home.errors import HomeError
 from ondol.home.store import AuditEntry, SQLiteStore, Store, StoreError
-
-_db_names = itertools.count()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request, tmp_path) -> str:
-    """A URL of an empty store: a fresh SQLite file, or a fresh database on the session's PostgreSQL."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'home.db'}"
-    import psycopg
-
-    server = request.getfixturevalue("postgres_url")
-    name = f"store_{next(_db_names)}"
-    with psycopg.connect(server, autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {name}")
-    return server.rsplit("/", 1)[0] + "/" + name
-
 
 @pytest.fixture
 def store(store_url):
