@@ -94,6 +94,8 @@ def _home_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--home", metavar="FILE", help="also serve this home's devices under /v1/homes (docs/home.md)")
     p.add_argument("--home-store", metavar="URL", help="the home's state store: sqlite:///path.db or postgresql://... "
                                                        "(default: sqlite under ~/.local/share/ondol/homes)")
+    p.add_argument("--mqtt", metavar="URL", help="reach the home's devices over MQTT (mqtt://host:1883) instead of "
+                                                 "the in-process simulator")
 
 
 def _home(args: argparse.Namespace) -> int:
@@ -223,7 +225,9 @@ def _serve(args: argparse.Namespace) -> int:
     if args.home:
         from ondol.home.home import Home
 
-        home = Home.load(args.home, store=args.home_store)
+        from ondol.home.drivers.mqtt import MqttDriver
+
+        home = Home.load(args.home, store=args.home_store, driver=MqttDriver(args.mqtt) if args.mqtt else None)
     app = create_app(args.model, served_model_name=args.served_model_name, api_key=args.api_key,
                      max_waiting=args.max_waiting, shutdown_grace_seconds=args.shutdown_grace, home=home, **options)
     name = app.state.ondol.model_name

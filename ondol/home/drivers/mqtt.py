@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -154,6 +155,7 @@ def connect(address: BrokerAddress, *, timeout: float, client_id: str,
     refusal: list[str] = []
 
     def _on_connect(client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        _no_delay(client)  # each connection has a new socket
         if reason_code.is_failure:
             refusal.append(str(reason_code))
         else:
@@ -185,6 +187,19 @@ def connect(address: BrokerAddress, *, timeout: float, client_id: str,
         why = f"it refused the connection ({refusal[0]})" if refusal else f"no answer to CONNECT in {float(timeout)} s"
         raise HomeError(f"Cannot connect to the MQTT broker at {address}: {why}.")
     return client
+
+
+def _no_delay(client: mqtt.Client) -> None:
+    """Turn Nagle's algorithm off. paho does not, and writes each MQTT packet with its own send():
+    a PUBLISH then waits for the ACK of the previous small packet, which the peer's kernel delays
+    by ~40 ms. Measured on localhost: a command's round trip 88 ms, 44 ms with this, under 1 ms
+    when the broker does the same (Mosquitto's ``set_tcp_nodelay true``; its default is false)."""
+    sock = client.socket()
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):  # not TCP (a unix socket), or already closed
+            pass
 
 
 def _guard(fn: Callable[..., None], *args: Any) -> None:
@@ -264,8 +279,9 @@ class MqttDriver:
                 waiting[device] = (command_id, pending)
                 # While disconnected paho would queue the command and deliver it on reconnection,
                 # long after we reported the device unreachable: do not publish then. (A connection
-                # lost in the instant between this check and the write still queues it: see
-                # docs/home.md, QoS 1 is "at least once", and a stale command may arrive late.)
+                # lost in the instant between this check and the write still queues it: QoS 1 is
+                # "at least once", and such a command may reach the device late; its answer then
+                # goes to subscribe_states callbacks.)
                 if not self._client.is_connected():
                     acks[device] = Ack(False, error=f"unreachable: not connected to the MQTT broker at {self.address}")
                     continue
