@@ -296,3 +296,24 @@ def test_a_broker_that_goes_away(home_spec):
     finally:
         driver.close()
     driver.close()  # twice is fine
+
+
+def test_home_over_mqtt_is_all_or_nothing(mqtt_url, home_spec):
+    # The whole path: Home -> MqttDriver -> broker -> simulated devices, and back.
+    from ondol.home.home import Home
+
+    with MqttDeviceSimulator(mqtt_url, home_spec) as devices, \
+            Home(home_spec, store="sqlite:///:memory:", driver=MqttDriver(mqtt_url, timeout=SHORT)) as home:
+        r = home.apply([{"action": "turn_on", "target": {"area": "거실", "kind": "불"}},
+                        {"action": "set_temperature", "target": {"device": "거실 에어컨"}, "params": {"temperature": 22}}])
+        assert r.ok and devices.state("light.living")["power"] == "on"
+        assert devices.state("ac.living")["target_temperature"] == 22 == home.state("ac.living")["target_temperature"]
+        assert retained(mqtt_url, f"ondol/{home.id}/ac.living/state")["state"]["target_temperature"] == 22
+
+        devices.silent.add("light.hall")
+        before = home.query()
+        r = home.apply([{"action": "set_temperature", "target": {"device": "거실 에어컨"}, "params": {"temperature": 27}},
+                        {"action": "turn_on", "target": {"device": "light.hall"}}])
+        assert not r.ok and "light.hall" in r.error and "unreachable" in r.error
+        assert home.query() == before  # nothing of the command happened...
+        assert devices.state("ac.living")["target_temperature"] == 22  # ...on the devices either: undone
