@@ -19,6 +19,9 @@ demo: setup
 	$(BIN)/python -m ondol.demo $(DEMO)
 	$(BIN)/ondol info $(DEMO)
 	$(BIN)/ondol generate $(DEMO) "거실 에어컨 24도로 맞춰줘" --max-tokens 24 --seed 0
+	$(BIN)/ondol home examples/demo-home.yaml
+	$(BIN)/ondol home examples/demo-home.yaml --store sqlite:///.cache/demo-home.db \
+		--apply '{"action": "set_temperature", "target": {"device": "거실 에어컨"}, "params": {"temperature": 24}}'
 
 test: setup services
 	$(BIN)/pytest -q tests
