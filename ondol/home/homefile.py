@@ -319,16 +319,10 @@ class _Reader:
         lines: dict[str, int] = {}
         owner: dict[str, str] = {}  # normalized name or id -> area id, to refuse names two areas share
         for item in self.items(node, "areas"):
-            fields = self.mapping(item, _label("area", item), _AREA_KEYS, ("id",))
-            if fields is None or "id" not in fields:
+            entry = self.entry(item, "area", _AREA_KEYS, ("id",), lines)
+            if entry is None:
                 continue
-            area_id = self.ident(fields["id"], "area id", ITEM_ID, "lower-case ASCII letters, digits, '_', '.' and '-'")
-            if area_id is None:
-                continue
-            what = f"area {_show(area_id)}"
-            if area_id in lines:
-                self.bad(fields["id"], f"{what} is defined twice (first on line {lines[area_id]})")
-                continue
+            fields, area_id, what = entry
             named = self.names(fields.get("names"), what)
             # An area name two areas share would make "거실 조명" unresolvable, and unlike devices
             # there is nothing narrower to fall back on, so it is refused here.
@@ -336,25 +330,35 @@ class _Reader:
                 other = owner.setdefault(normalize(name), area_id)
                 if other != area_id:
                     self.bad(where, f"{what}: name {_show(name)} is already used by area {_show(other)}")
-            areas[area_id], lines[area_id] = AreaSpec(area_id, tuple(n for n, _ in named)), _line(fields["id"])
+            areas[area_id] = AreaSpec(area_id, tuple(n for n, _ in named))
         return areas
+
+    def entry(self, item: yaml.Node, kind: str, keys: tuple[str, ...], required: tuple[str, ...],
+              lines: dict[str, int]) -> tuple[dict[str, yaml.Node], str, str] | None:
+        """An area or device entry: (its fields, its id, how messages name it), or None after
+        reporting why not (not a mapping, a bad or repeated id). ``lines`` records each id's line."""
+        fields = self.mapping(item, _label(kind, item), keys, required)
+        if fields is None or "id" not in fields:
+            return None
+        ident = self.ident(fields["id"], f"{kind} id", ITEM_ID, "lower-case ASCII letters, digits, '_', '.' and '-'")
+        if ident is None:
+            return None
+        what = f"{kind} {_show(ident)}"
+        if ident in lines:
+            self.bad(fields["id"], f"{what} is defined twice (first on line {lines[ident]})")
+            return None
+        lines[ident] = _line(fields["id"])
+        return fields, ident, what
 
     def devices(self, node: yaml.Node | None, areas: Mapping[str, AreaSpec]) -> list[DeviceSpec]:
         devices: dict[str, DeviceSpec] = {}
         lines: dict[str, int] = {}
         name_nodes: list[tuple[str, str, yaml.Node]] = []  # (device id, name, node) for the id check
         for item in self.items(node, "devices"):
-            fields = self.mapping(item, _label("device", item), _DEVICE_KEYS, ("id", "type"))
-            if fields is None or "id" not in fields:
+            entry = self.entry(item, "device", _DEVICE_KEYS, ("id", "type"), lines)
+            if entry is None:
                 continue
-            device_id = self.ident(fields["id"], "device id", ITEM_ID, "lower-case ASCII letters, digits, '_', '.' and '-'")
-            if device_id is None:
-                continue
-            what = f"device {_show(device_id)}"
-            if device_id in lines:
-                self.bad(fields["id"], f"{what} is defined twice (first on line {lines[device_id]})")
-                continue
-            lines[device_id] = _line(fields["id"])
+            fields, device_id, what = entry
             named = self.names(fields.get("names"), what)
             name_nodes += [(device_id, n, where) for n, where in named]
             names = tuple(n for n, _ in named)
