@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO := .cache/demo-model
+# "거실 에어컨 24도로 맞춰줘" as the assistant will send it to the home
+DEMO_COMMAND := [{"action": "turn_on", "target": {"device": "거실 에어컨"}}, \
+	{"action": "set_temperature", "target": {"device": "거실에어컨을"}, "params": {"temperature": 24}}]
 
 .PHONY: setup demo test services
 setup: $(VENV)/.installed
@@ -20,8 +23,7 @@ demo: setup
 	$(BIN)/ondol info $(DEMO)
 	$(BIN)/ondol generate $(DEMO) "거실 에어컨 24도로 맞춰줘" --max-tokens 24 --seed 0
 	$(BIN)/ondol home examples/demo-home.yaml
-	$(BIN)/ondol home examples/demo-home.yaml --store sqlite:///.cache/demo-home.db \
-		--apply '{"action": "set_temperature", "target": {"device": "거실 에어컨"}, "params": {"temperature": 24}}'
+	$(BIN)/ondol home examples/demo-home.yaml --store sqlite:///:memory: --apply '$(DEMO_COMMAND)'
 
 test: setup services
 	$(BIN)/pytest -q tests
