@@ -15,21 +15,22 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[test,train]"
 	touch $@
 
 demo: setup
 	$(BIN)/python -m ondol.demo $(DEMO)
 	$(BIN)/ondol info $(DEMO)
 	$(BIN)/ondol generate $(DEMO) "거실 에어컨 24도로 맞춰줘" --max-tokens 24 --seed 0
-	$(BIN)/ondol home examples/demo-home.yaml
-	$(BIN)/ondol home examples/demo-home.yaml --store sqlite:///:memory: --apply '$(DEMO_COMMAND)'
+	$(BIN)/ondol home show
+	$(BIN)/ondol home show --store sqlite:///:memory: --apply '$(DEMO_COMMAND)'
 
 test: setup services
 	$(BIN)/pytest -q tests
 
-# The tests start their own PostgreSQL and Mosquitto (tests/services.py) from the Debian packages;
-# install whichever is missing. apt-get update only when the install fails (stale or empty lists).
+# The tests start their own PostgreSQL and Mosquitto (tests/services.py) from the Debian packages,
+# and drive the dashboard in Debian's chromium (Korean glyphs from fonts-noto-cjk); install whichever
+# is missing. apt-get update only when the install fails (stale or empty lists).
 # Not root: through sudo. On a machine with systemd the packages also start system-wide servers on
 # their default ports; the tests do not use those (their servers take free ports on 127.0.0.1).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -38,8 +39,10 @@ services:
 	@missing=""; \
 	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	fc-list 2>/dev/null | grep -qi "Noto Sans CJK" || missing="$$missing fonts-noto-cjk"; \
 	if [ -n "$$missing" ]; then \
-		echo "installing test servers:$$missing"; \
+		echo "installing test dependencies:$$missing"; \
 		$(APT_INSTALL) $$missing >/dev/null || \
 		{ $(SUDO) apt-get update -q >/dev/null && $(APT_INSTALL) $$missing >/dev/null; }; \
 	fi

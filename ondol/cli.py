@@ -80,13 +80,13 @@ def _parser() -> argparse.ArgumentParser:
     _model_flags(v)
     v.set_defaults(run=_serve)
 
-    h = sub.add_parser("home", help="check a home file and show its devices, or apply actions to it")
-    h.add_argument("home", help="home file (YAML or JSON), e.g. examples/demo-home.yaml")
-    h.add_argument("--apply", metavar="JSON", help="apply one action or a list of them and print the results")
-    h.add_argument("--json", action="store_true", help="print JSON")
-    h.add_argument("--store", help="where state and audit live: sqlite:///path.db or postgresql://... "
-                                   "(default: sqlite under ~/.local/share/ondol/homes)")
-    h.set_defaults(run=_home)
+    from ondol.home.cli import add_parser as add_home_parser
+
+    add_home_parser(sub)
+
+    from ondol.train.cli import add_parser as add_train_parser
+
+    add_train_parser(sub)
     return p
 
 
@@ -96,45 +96,6 @@ def _home_flags(p: argparse.ArgumentParser) -> None:
                                                        "(default: sqlite under ~/.local/share/ondol/homes)")
     p.add_argument("--mqtt", metavar="URL", help="reach the home's devices over MQTT (mqtt://host:1883) instead of "
                                                  "the in-process simulator")
-
-
-def _home(args: argparse.Namespace) -> int:
-    from ondol.home.home import Home
-    from ondol.home.homefile import load_home_file
-
-    spec = load_home_file(args.home)  # a bad file fails here, before any store is opened
-    if args.apply is None and not args.store:
-        if args.json:
-            print(json.dumps(spec.to_dict(), ensure_ascii=False, indent=2))
-            return 0
-        _print_home(spec)
-        return 0
-    try:
-        actions = json.loads(args.apply) if args.apply is not None else None
-    except json.JSONDecodeError as e:
-        raise InvalidRequestError(f"--apply: not valid JSON: {e}.") from None
-    with Home(spec, store=args.store) as home:
-        if actions is None:
-            print(json.dumps(home.devices(), ensure_ascii=False, indent=2))
-            return 0
-        result = home.apply(actions, source="cli")
-        print(json.dumps({"ok": result.ok, "seq": result.seq, "error": result.error, "results": result.results},
-                         ensure_ascii=False, indent=2))
-        return 0 if result.ok else EXIT_USER_ERROR
-
-
-def _print_home(spec) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"home {spec.home} ({spec.language}): {len(spec.devices)} devices in {len(spec.areas)} areas")
-    for column in ("area", "device", "type", "names"):
-        table.add_column(column)
-    areas = {a.id: a.names[0] if a.names else a.id for a in spec.areas}
-    for d in spec.devices:
-        kind = d.type + (f" ({d.device_class})" if d.device_class else "")
-        table.add_row(areas.get(d.area, "-") if d.area else "-", d.id, kind, ", ".join(d.names))
-    Console().print(table)
 
 
 def _positive_int(text: str) -> int:

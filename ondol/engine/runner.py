@@ -18,6 +18,7 @@ class ModelRunner:
     def __init__(self, model: LlamaForCausalLM, kv: PagedKVCache) -> None:
         self.model, self.kv = model, kv
 
+    @torch.inference_mode()
     def execute(self, out: SchedulerOutput) -> torch.Tensor:
         """Float32 logits [S, V] for the S scheduled requests that sample, in schedule order."""
         tokens: list[int] = []

@@ -21,8 +21,10 @@ class HomeFileError(HomeError):
 class TargetError(HomeError):
     """A target names nothing, or more than one thing where one was meant, or a kind an area lacks.
 
-    ``candidates`` holds the ids (devices, or areas for an area name) the assistant can offer."""
+    ``candidates`` holds the ids (devices, or areas for an area name) the assistant can offer;
+    ``ambiguous`` says they all fit (ask which), rather than being close spellings of a wrong name."""
 
-    def __init__(self, message: str, candidates: Iterable[str] = ()):
+    def __init__(self, message: str, candidates: Iterable[str] = (), ambiguous: bool = False):
         super().__init__(message)
         self.candidates = tuple(candidates)
+        self.ambiguous = ambiguous

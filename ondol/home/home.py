@@ -142,6 +142,20 @@ class Home:
                     listener(event)
             return ApplyResult(True, results, seq)
 
+    def check(self, actions: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> ApplyResult:
+        """What ``apply`` would do, without doing it: the same validation against the current
+        states, nothing sent, stored or audited (``seq`` is the last audit row's)."""
+        if isinstance(actions, Mapping):
+            actions = [actions]
+        with self._lock:
+            results, _ = self._plan(actions)
+            error = next((r["error"] for r in results if not r["ok"]), None)
+            if error is not None:
+                for r in results:
+                    if r["ok"]:
+                        r.update(ok=False, changed={}, error="not applied: another part of the command failed")
+            return ApplyResult(error is None, results, self.store.last_seq(self.id), error)
+
     def _plan(self, actions: Sequence[Any]) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
         """Validate every action against the states as the earlier actions leave them; (results,
         new full state per touched device). Pure: nothing is sent or stored."""

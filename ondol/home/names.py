@@ -146,7 +146,7 @@ class NameIndex:
             return ids[0]
         if ids:
             raise TargetError(f"{_show(name)} could mean {len(ids)} devices: {self._labels(ids)}. "
-                              f"Name one of them{self._all_hint(ids)}.", ids)
+                              f"Name one of them{self._all_hint(ids)}.", ids, ambiguous=True)
         if _lookup(self._area_names, name):
             raise TargetError(f"{_show(name)} is an area, not a device: target it as {{\"area\": {_show(name)}}},"
                               f" with a \"kind\" to choose which of its devices.")
@@ -221,6 +221,74 @@ class NameIndex:
         has = f" It has: {self._labels(here)}." if here else " It has no devices."
         raise TargetError(f"There is no {self._kind_label(kinds)} in {where}.{has}", here)
 
+    def phrase(self, phrase: str, every: bool = False) -> tuple[list[str], str]:
+        """Device ids a spoken phrase means (docs/assistant-conventions.md), and how it was read:
+        "name" (a device's name, possibly after its area), "area+kind" (every such device in the
+        area), "area" (everything in it) or "kind" (the one such device, or all with ``every``).
+        A name or kind that fits several devices without ``every`` is an ambiguous TargetError.
+        With ``every``, an area + kind reading beats a name ("all the living room lights" is every
+        light there, even if one is named "living room light")."""
+        if every:
+            try:
+                ids, how = self._area_phrase(phrase, every, names=False)
+                if ids:
+                    return ids, how
+            except TargetError:
+                pass
+        found = _lookup(self._device_names, phrase)
+        if found:
+            return self._one_or_all(phrase, found, every), "name"
+        areas = _lookup(self._area_names, phrase)
+        if len(areas) == 1:
+            (area,) = areas
+            return [d.id for d in self._devices.values() if d.area == area], "area"
+        ids, how = self._area_phrase(phrase, every, names=True)
+        if ids:
+            return ids, how
+        kinds = self._find_kinds(phrase)
+        if kinds:
+            ids = self._ordered(d.id for d in self._devices.values() if any(k.matches(d) for k in kinds))
+            if not ids:
+                raise TargetError(f"This home has no {self._kind_label(kinds)}.")
+            return self._one_or_all(phrase, ids, every), "kind"
+        self.device(phrase)  # raises the not-found error with its suggestions
+        raise TargetError(f"No device is called {_show(phrase)}.")  # unreachable: device() found nothing above
+
+    def _area_phrase(self, phrase: str, every: bool, names: bool) -> tuple[list[str], str]:
+        """An area name followed by a device name in it ("name") or a kind word ("area+kind");
+        ([], "") when the phrase does not start with an area."""
+        n = normalize(phrase)
+        for prefix in self._area_prefixes:
+            areas = self._area_names[prefix]
+            if not (n.startswith(prefix) and len(n) > len(prefix)) or len(areas) != 1:
+                continue
+            (area,) = areas
+            rest = n[len(prefix):]
+            here = frozenset(d.id for d in self._devices.values() if d.area == area)
+            names_here = {k: v & here for k, v in self._device_names.items() if v & here}
+            for form in [rest, *(rest[len(link):] for link in AREA_LINKS if rest.startswith(link) and len(rest) > len(link))]:
+                found = _lookup(names_here, form) if names else frozenset()
+                if found:
+                    return self._one_or_all(phrase, found, every), "name"
+                kinds = self._find_kinds(form)
+                if kinds:
+                    ids = self._ordered(i for i in here if any(k.matches(self._devices[i]) for k in kinds))
+                    if not ids:
+                        raise TargetError(f"There is no {self._kind_label(kinds)} in {self._area_labels[area]}.",
+                                          self._ordered(here))
+                    return ids, "area+kind"
+        return [], ""
+
+    def _ordered(self, ids: Iterable[str]) -> list[str]:
+        return sorted(ids, key=self._order.__getitem__)
+
+    def _one_or_all(self, phrase: str, ids: Iterable[str], every: bool) -> list[str]:
+        ids = self._ordered(ids)
+        if len(ids) > 1 and not every:
+            raise TargetError(f"{_show(phrase)} could mean {len(ids)} devices: {self._labels(ids)}. "
+                              f"Name one of them, or say all of them.", ids, ambiguous=True)
+        return ids
+
     # -- internals ------------------------------------------------------------------------
 
     def _device_ids(self, name: str) -> list[str]:
@@ -261,7 +329,7 @@ class NameIndex:
         where = self._area_labels[area]
         if ids:
             raise TargetError(f"{_show(name)} in {where} could mean {len(ids)} devices: {self._labels(ids)}. "
-                              f"Name one of them{self._all_hint(ids)}.", ids)
+                              f"Name one of them{self._all_hint(ids)}.", ids, ambiguous=True)
         here = [d.id for d in self._devices.values() if d.area == area]
         raise TargetError(f"There is no device called {_show(name)} in {where}."
                           + (f" It has: {self._labels(here)}." if here else " It has no devices."), here)

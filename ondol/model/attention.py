@@ -26,3 +26,27 @@ def causal_mask(q_positions: torch.Tensor, k_positions: torch.Tensor, window: in
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=q.shape[1] != k.shape[1])
+
+
+class CausalAttention:
+    """The "cache" for training: no memory, each query sees its own sequence up to itself.
+
+    Batches are right-padded, so plain causal attention is right for every real token (pads come
+    after it and are never seen); pads attend to garbage, but the loss ignores them. A sliding
+    window (Mistral) needs an explicit mask once the sequence is longer than the window.
+    """
+
+    def __init__(self, window: int | None = None) -> None:
+        self.window = window
+        self.mask: torch.Tensor | None = None
+
+    def prepare(self, positions: torch.Tensor) -> None:
+        # positions [B, T] -> mask [B, 1, T, T], only when the window actually cuts something off
+        windowed = self.window is not None and positions.shape[1] > self.window
+        self.mask = causal_mask(positions, positions, self.window) if windowed else None
+
+    def attention(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        gqa = q.shape[1] != k.shape[1]
+        if self.mask is not None:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask, enable_gqa=gqa)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)

@@ -109,10 +109,12 @@ class LlamaForCausalLM(nn.Module):
     def tie_weights(self) -> None:
         self.lm_head.weight = self.model.embed_tokens.weight
 
-    @torch.inference_mode()
     def forward(self, tokens: torch.Tensor, positions: torch.Tensor, cache, select: torch.Tensor | None = None) -> torch.Tensor:
         """tokens, positions: int64 [B, T]. Returns float32 logits [B, T, V], or [B, len(select), V]
-        for only the time steps in ``select`` (generation needs just the last one)."""
+        for only the time steps in ``select`` (generation needs just the last one).
+
+        Not under inference mode itself, so the trainer can backpropagate through it: callers that
+        generate wrap their call in ``torch.inference_mode()`` (ModelRunner.execute does)."""
         x = self.model.embed_tokens(tokens)
         cos, sin = cos_sin(self.inv_freq, positions, x.dtype)  # [B, 1, T, D], shared by every layer
         cache.prepare(positions)  # once per forward: masks, gather indices

@@ -202,12 +202,13 @@ def _sse_error(message: str) -> str:
 
 def create_app(model: ModelSource, *, served_model_name: str | None = None, api_key: str | None = None,
                max_waiting: int = 256, shutdown_grace_seconds: float = DEFAULT_GRACE_SECONDS,
-               home: Home | None = None, **llm_options: Any) -> FastAPI:
+               home: Home | None = None, assistant: Any = None, **llm_options: Any) -> FastAPI:
     """The server for one model: a path (loaded in a background thread once the server is up, with
     ``llm_options`` such as dtype, max_model_len, kv_cache_bytes, max_num_seqs passed to LLM), a
     loaded LLM, or a function returning one (called in that thread). ``app.state.ondol`` is the
     ServerState (its ``on_ready``/``on_failed`` callbacks, ``shutdown``, the engine). With ``home``,
-    its device routes are served under /v1/homes (ondol/server/home_routes.py)."""
+    its device routes are served under /v1/homes (ondol/server/home_routes.py), and with
+    ``assistant`` (an Assistant of that home) its ``/commands`` route."""
     state = ServerState(model, served_model_name, api_key, max_waiting, llm_options, shutdown_grace_seconds)
 
     @contextlib.asynccontextmanager
@@ -308,7 +309,7 @@ def create_app(model: ModelSource, *, served_model_name: str | None = None, api_
                               lambda: _completion_response(state, req, rid, choices), req.stream)
 
     if home is not None:
-        v1.include_router(home_router(home))
+        v1.include_router(home_router(home, assistant))
     app.include_router(v1)
     return app
 

@@ -179,16 +179,16 @@ def test_bad_structure_flags(tiny_model_dir, capsys, flags, message):
 
 def test_home_command(tmp_path, capsys):
     demo = str(Path(__file__).resolve().parents[2] / "examples" / "demo-home.yaml")
-    assert main(["home", demo]) == 0
+    assert main(["home", "show", demo]) == 0
     assert "거실 에어컨" in capsys.readouterr().out
     store = f"sqlite:///{tmp_path / 'h.db'}"
     action = '{"action": "turn_on", "target": {"area": "거실", "kind": "조명"}}'
-    assert main(["home", demo, "--store", store, "--apply", action]) == 0
+    assert main(["home", "show", demo, "--store", store, "--apply", action]) == 0
     assert json.loads(capsys.readouterr().out)["ok"] is True
-    assert main(["home", demo, "--store", store, "--apply", '{"action": "fly", "target": {"device": "TV"}}']) == 1
+    assert main(["home", "show", demo, "--store", store, "--apply", '{"action": "fly", "target": {"device": "TV"}}']) == 1
     assert "does not support" in json.loads(capsys.readouterr().out)["error"]
     bad = tmp_path / "bad.yaml"
     bad.write_text("home: x\ndevices:\n  - id: a\n    type: aircon\n", encoding="utf-8")
-    assert main(["home", str(bad)]) == 1
+    assert main(["home", "show", str(bad)]) == 1
     err = capsys.readouterr().err
     assert "bad.yaml:4" in err and "air_conditioner" in err and "Traceback" not in err
