@@ -5,11 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO := .cache/demo-model
-# "거실 에어컨 24도로 맞춰줘" as the assistant will send it to the home
-DEMO_COMMAND := [{"action": "turn_on", "target": {"device": "거실 에어컨"}}, \
-	{"action": "set_temperature", "target": {"device": "거실에어컨을"}, "params": {"temperature": 24}}]
+DEMO_STORE := sqlite:///.cache/demo-home.db
 
-.PHONY: setup demo test services
+.PHONY: setup demo dashboard test services
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -18,12 +16,22 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[test,train]"
 	touch $@
 
+# The main job: ondol's embedded model answers requests on the demo home (state in .cache/), then
+# the engine runs a random-weight checkpoint end to end. `make dashboard` serves the web UI.
 demo: setup
-	$(BIN)/python -m ondol.demo $(DEMO)
-	$(BIN)/ondol info $(DEMO)
-	$(BIN)/ondol generate $(DEMO) "거실 에어컨 24도로 맞춰줘" --max-tokens 24 --seed 0
+	@mkdir -p .cache && rm -f .cache/demo-home.db
 	$(BIN)/ondol home show
-	$(BIN)/ondol home show --store sqlite:///:memory: --apply '$(DEMO_COMMAND)'
+	$(BIN)/ondol home ask --store $(DEMO_STORE) "거실 에어컨 24도로 맞춰줘"
+	$(BIN)/ondol home ask --store $(DEMO_STORE) "turn off all the lights in the living room"
+	$(BIN)/ondol home ask --store $(DEMO_STORE) "현관문 잠겼어?"
+	$(BIN)/ondol home ask --store $(DEMO_STORE) --json "TV 소리 좀 줄여줘"
+	$(BIN)/ondol home ask --store $(DEMO_STORE) "에어컨 켜줘"
+	$(BIN)/python -m ondol.demo $(DEMO)
+	$(BIN)/ondol generate $(DEMO) "거실 에어컨 24도로 맞춰줘" --max-tokens 24 --seed 0
+	@echo "the dashboard: make dashboard (http://127.0.0.1:8080)"
+
+dashboard: setup
+	$(BIN)/ondol home serve --store $(DEMO_STORE)
 
 test: setup services
 	$(BIN)/pytest -q tests

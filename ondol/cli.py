@@ -49,9 +49,13 @@ def _parser() -> argparse.ArgumentParser:
     _sampling_flags(g, max_tokens=256)
     g.set_defaults(run=_generate)
 
-    c = sub.add_parser("chat", help="talk with a model interactively (streaming; /reset, /exit)")
-    c.add_argument("model", help="Hugging Face model folder or .gguf file")
+    c = sub.add_parser("chat", help="talk with a model interactively (streaming; /reset, /exit); without a "
+                                    "model, talk to the home assistant (ondol's embedded model)")
+    c.add_argument("model", nargs="?", help="Hugging Face model folder or .gguf file (default: the home "
+                                            "assistant on --home)")
     c.add_argument("--system", help="system message for the conversation")
+    c.add_argument("--home", metavar="FILE", help="the home the assistant controls when no model is given "
+                                                  "(default: the demo home)")
     _model_flags(c)
     _sampling_flags(c, max_tokens=1024)
     c.set_defaults(run=_chat)
@@ -182,15 +186,19 @@ def _serve(args: argparse.Namespace) -> int:
               "max_num_seqs": args.max_num_seqs, "max_num_batched_tokens": args.max_num_batched_tokens,
               "enable_prefix_caching": False if args.no_prefix_caching else None, "progress": False}
     options = {k: v for k, v in wanted.items() if v is not None}
-    home = None
+    home = assistant = None
     if args.home:
+        from ondol.home.assistant import Assistant
+        from ondol.home.drivers.mqtt import MqttDriver
         from ondol.home.home import Home
 
-        from ondol.home.drivers.mqtt import MqttDriver
-
         home = Home.load(args.home, store=args.home_store, driver=MqttDriver(args.mqtt) if args.mqtt else None)
+        # /commands speaks through the embedded model: small, instant, and the served model stays
+        # free for chat (`ondol home serve --model` gives the assistant another model).
+        assistant = Assistant(home)
     app = create_app(args.model, served_model_name=args.served_model_name, api_key=args.api_key,
-                     max_waiting=args.max_waiting, shutdown_grace_seconds=args.shutdown_grace, home=home, **options)
+                     max_waiting=args.max_waiting, shutdown_grace_seconds=args.shutdown_grace, home=home,
+                     assistant=assistant, **options)
     name = app.state.ondol.model_name
 
     def ready(address: str) -> None:
@@ -249,6 +257,8 @@ def _chat(args: argparse.Namespace) -> int:
         import readline  # noqa: F401  (line editing and history for input())
     except ImportError:
         pass
+    if args.model is None:
+        return _home_chat(args)
     llm = _load(args)
     params = _sampling(llm, args)
     if llm.tokenizer.chat_template is None:
@@ -282,6 +292,23 @@ def _chat(args: argparse.Namespace) -> int:
             sys.stdout.write(" [stopped]")
         sys.stdout.write("\n\n")
         history.append({"role": "assistant", "content": "".join(reply)})
+
+
+def _home_chat(args: argparse.Namespace) -> int:
+    """`ondol chat` with no model: each line is a request to the home assistant."""
+    from ondol.home.assistant import Assistant
+    from ondol.home.cli import DEMO_HOME
+    from ondol.home.home import Home
+
+    with Home.load(args.home or DEMO_HOME) as home:
+        assistant = Assistant(home)
+        print(f"ondol chat · home {home.id} · the embedded assistant · /exit to leave", file=sys.stderr)
+        while True:
+            text = _read_message()
+            if text is None or text.strip() in ("/exit", "/bye", "/quit"):
+                return 0
+            if text.strip():
+                print(assistant.handle(text, source="chat").reply + "\n")
 
 
 def _read_message() -> str | None:

@@ -282,8 +282,11 @@ def thermostat(min_c: float, max_c: float, default_c: float, step: float = 0.5) 
     """Matter Thermostat's setpoint and local temperature, in °C. Power and modes are separate
     capabilities (on_off, modes) because a type may have either without the other."""
     rng = Range(min_c, max_c, "°C", integer=False, step=step)
+    # Setting a temperature on an air conditioner or boiler that is off turns it on, as setting a
+    # light's brightness does: "거실 에어컨 24도로 맞춰줘" means "cool the room to 24 °C".
     action = _set_number("temperature", "target_temperature", rng, "target temperature",
-                         "set the target temperature in °C")
+                         "set the target temperature in °C",
+                         on_set=lambda state, value: _power_on(state, {"target_temperature": value}))
     return Capability("thermostat", {
         "target_temperature": Attribute(rng.schema("target temperature, °C"), default_c, "°C"),
         "current_temperature": Attribute({"type": "number", "minimum": -40, "maximum": 80,

@@ -43,6 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--model", metavar="M", help="model to score (default: the embedded model)")
     ev.add_argument("--generated", metavar="DIR", help="score a recipe's held-out generated split (DIR/data/eval.jsonl) "
                                                        "instead of the hand-written set")
+    ev.add_argument("--fixture", metavar="DIR", help="a hand-written set: DIR/eval-home.yaml and DIR/commands.jsonl "
+                                                     "(default: tests/fixtures/assistant in ondol's source tree)")
     ev.add_argument("--limit", type=int, help="score only the first N items")
     ev.add_argument("--misses", type=int, default=10, help="show up to N misses (default 10)")
     ev.add_argument("--json", action="store_true", help="print the full report as JSON")
@@ -131,14 +133,14 @@ def _ask(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from ondol.home.assistant import EMBEDDED_MODEL
-    from ondol.home.evaluate import evaluate_fixture, evaluate_generated
+    from ondol.home.evaluate import FIXTURE, evaluate_fixture, evaluate_generated
 
     model = args.model or EMBEDDED_MODEL
     if args.generated:
         data = Path(args.generated) / "data"
         report = evaluate_generated(model, data / "eval.jsonl", data / "eval-homes.json", limit=args.limit)
     else:
-        report = evaluate_fixture(model, limit=args.limit)
+        report = evaluate_fixture(model, Path(args.fixture) if args.fixture else FIXTURE, limit=args.limit)
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
         return 0

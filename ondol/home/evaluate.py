@@ -115,6 +115,12 @@ def evaluate_generated(model: Path | Any, eval_jsonl: Path, homes_json: Path, li
 
 def evaluate_fixture(model: Path | Any | None = None, fixture: Path = FIXTURE, limit: int | None = None) -> dict[str, Any]:
     """Exact match on the hand-written set, with per-command latency (utterance -> validated actions)."""
+    fixture = Path(fixture)
+    if not (fixture / "commands.jsonl").exists():
+        from ondol.home.errors import HomeError
+
+        raise HomeError(f"No evaluation set in {fixture}: it lives in ondol's source tree (tests/fixtures/assistant/); "
+                        "run from a checkout or give --fixture DIR.")
     spec = load_home_file(fixture / "eval-home.yaml")
     items = [json.loads(line) for line in (fixture / "commands.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
     items = items[:limit] if limit else items

@@ -71,9 +71,11 @@ class Call:
 
 
 def model_prompt(utterance: str) -> str:
-    """The embedded model's whole prompt (its tokenizer lowercases; the leading space makes the
-    first word the same token it is mid-sentence)."""
-    return f"{PROMPT_START} {utterance.strip()}{PROMPT_END}"
+    """The embedded model's whole prompt. Number words become digits first ("이십사 도" -> "24 도");
+    the tokenizer lowercases; the leading space makes the first word the token it is mid-sentence."""
+    from ondol.home.korean import number_words_to_digits
+
+    return f"{PROMPT_START} {number_words_to_digits(utterance.strip())}{PROMPT_END}"
 
 
 def format_calls(calls: Iterable[Call]) -> str:
@@ -150,26 +152,38 @@ ACTIONS, PARAM_KEYS, VALUE_WORDS, ATTRIBUTES = _vocabulary()
 
 def call_grammar(phrases: Iterable[str], areas: Iterable[str], kind_words: Iterable[str]) -> str:
     """A Lark grammar (llguidance's dialect) for one home's calls. ``phrases`` are its device
-    names, ``areas`` its area names, ``kind_words`` every kind word: a phrase is a name, an area, an
-    area then a name or kind word, or a kind word."""
-    def alts(values: Iterable[str]) -> str:
-        return " | ".join(json.dumps(v, ensure_ascii=False) for v in sorted(set(values)) if v and ")" not in v)
+    names, ``areas`` its area names, ``kind_words`` every kind word: a target is a name, an area, an
+    area then a name or kind word, or a kind word.
 
-    names, area_names, kinds = alts(phrases), alts(areas), alts(kind_words)
-    target = ["name", "kind"] + (["area", 'area " " name', 'area " " kind'] if area_names else [])
+    The target and its closing " )" are one lexeme (a regex terminal), not a rule over names: the
+    lexer matches greedily, so with "거실" and "거실 에어컨" as separate lexemes, "거실" followed by
+    " )" could never end — the space would always be read as the start of the longer name, and the
+    model would be forced from "turn_off ( * 거실 )" into "turn_off ( * 거실 에어컨 )"."""
+    names, area_names, kinds = _alternation(phrases), _alternation(areas), _alternation(kind_words)
+    target = [names, kinds] + ([area_names, f"(?:{area_names}) (?:{names}|{kinds})"] if area_names else [])
+    target_regex = "(?:\\* )?(?:" + "|".join(f"(?:{t})" for t in target) + ") \\)"
     return "\n".join([
         f'start: "{NONE}" | call ("{SEPARATOR}" call)*',
-        'call: action " ( " "* "? target " )" (" " param ("," param)*)?',
-        f"target: {' | '.join(target)}",
-        f"name: {names}",
-        f"kind: {kinds}",
-        *([f"area: {area_names}"] if area_names else []),
-        f"action: {alts(ACTIONS)}",
+        'call: action " ( " TARGET (" " param ("," param)*)?',
+        f"TARGET: /{target_regex}/",
+        f"action: {_literals(ACTIONS)}",
         'param: key "=" value',
-        f"key: {alts(PARAM_KEYS)}",
-        f"value: NUMBER | {alts(VALUE_WORDS + ATTRIBUTES + ['true', 'false'])}",
+        f"key: {_literals(PARAM_KEYS)}",
+        f"value: NUMBER | {_literals(VALUE_WORDS + ATTRIBUTES + ['true', 'false'])}",
         r"NUMBER: /-?[0-9]{1,4}(\.[05])?/",
     ])
+
+
+def _literals(values: Iterable[str]) -> str:
+    return " | ".join(json.dumps(v, ensure_ascii=False) for v in sorted(set(values)) if v)
+
+
+def _alternation(values: Iterable[str]) -> str:
+    """A regex matching exactly these strings (ASCII punctuation escaped; "/" too, for Lark)."""
+    def escape(v: str) -> str:
+        return "".join("\\" + c if (c.isascii() and not c.isalnum() and c not in " _") else c for c in v)
+
+    return "|".join(escape(v) for v in sorted(set(values), key=len, reverse=True) if v and ")" not in v)
 
 
 __all__ = ["ACTIONS", "ASK", "END", "PROMPT_END", "PROMPT_START", "model_prompt", "ATTRIBUTES", "COLORS", "Call", "NONE", "PARAM_KEYS", "VALUE_WORDS", "call_grammar",

@@ -5,8 +5,10 @@ home's call grammar (ondol/home/intent.py), so every output parses and names onl
 has. A grammar cannot say "this home has no such device", though: asked for the garage door in a
 flat without one, a constrained model is forced onto some name it does have. So the decode keeps
 the model's own (unconstrained) probabilities; when a token the grammar forced was one the model
-itself found unlikely, the utterance is decoded again without the grammar, and a target that then
-names nothing in the home is refused by name instead of guessed.
+itself found unlikely and the resulting target is not what the person said, the utterance is
+decoded again without the grammar, and a target the person did say that names nothing in the home
+is refused by name instead of guessed. Targets are then checked against the words said
+(ondol/home/grounding.py).
 
 ``ToolInterpreter`` gives a chat model the home's tools (ondol/home/tools.py) through its own chat
 template's tool-call format (docs/structured-output.md); the calls it makes are the same ``Call``s.
@@ -23,8 +25,10 @@ from typing import Any
 from ondol.constrained import Grammar
 from ondol.engine.sampler import SamplingParams
 from ondol.home.errors import HomeError, TargetError
+from ondol.home.grounding import ground
 from ondol.home.home import Home
 from ondol.home.intent import PROMPT_END, PROMPT_START, Call, call_grammar, model_prompt, parse_calls
+from ondol.home.names import normalize
 
 # A forced token the model gave less than this probability means the grammar overruled it.
 FORCED = math.log(0.02)
@@ -104,22 +108,26 @@ class EmbeddedInterpreter:
             calls = parse_calls(out.text)
         except HomeError as e:  # only when cut off by max_tokens: the grammar admits nothing else
             return Interpreted([], out.text, details={"error": str(e)})
+        calls = ground(calls, text, self.home.spec)
         lowest = min((lp.logprob for lp in out.logprobs or ()), default=0.0)
-        if calls and lowest < FORCED:
-            missing = self._missing_target(prompt)
+        said = normalize(text)
+        unsaid = [c for c in calls if isinstance(c.target, str) and normalize(c.target) not in said]
+        if unsaid and lowest < FORCED:
+            missing = self._missing_target(prompt, said)
             if missing is not None:
                 return Interpreted([], out.text, missing=missing, details={"lowest_logprob": lowest})
         return Interpreted(calls, out.text, details={"lowest_logprob": lowest})
 
-    def _missing_target(self, prompt: str) -> str | None:
-        """The target the model says when not held to the grammar, if the home has nothing by it."""
+    def _missing_target(self, prompt: str, said: str) -> str | None:
+        """A target the person said (it is in the utterance) that the model, free of the grammar,
+        writes too, and that names nothing in this home."""
         free = self.llm.generate(prompt, self.free)
         try:
             calls = parse_calls(free.text)
         except HomeError:
             return None
         for call in calls:
-            if not isinstance(call.target, str):
+            if not isinstance(call.target, str) or normalize(call.target) not in said:
                 continue
             try:
                 self.home.names.phrase(call.target, True)
@@ -138,10 +146,10 @@ SYSTEM = {
 
 
 class ToolInterpreter:
-    def __init__(self, llm: Any, home: Home) -> None:
-        self.llm, self.home = llm, home
+    def __init__(self, llm: Any, home: Home, tool_choice: str = "auto") -> None:
+        self.llm, self.home, self.tool_choice = llm, home, tool_choice
         self.tools = home.tools()
-        self.params = SamplingParams(temperature=0.0, max_tokens=256)
+        self.params = SamplingParams(temperature=0.0, max_tokens=512)
 
     def warm_up(self) -> None:
         pass
@@ -151,14 +159,17 @@ class ToolInterpreter:
 
         messages = [{"role": "system", "content": SYSTEM["ko" if has_hangul(text) else "en"]},
                     {"role": "user", "content": text}]
-        out = self.llm.chat(messages, self.params, tools=self.tools, tool_choice="auto")
+        out = self.llm.chat(messages, self.params, tools=self.tools, tool_choice=self.tool_choice)
         calls = []
-        for tc in out.tool_calls:
-            args = json.loads(tc.arguments)
-            calls.append(Call(tc.name, dict(args["target"]), dict(args.get("params") or {})))
-        raw = json.dumps([{"name": tc.name, "arguments": json.loads(tc.arguments)} for tc in out.tool_calls],
-                         ensure_ascii=False) if out.tool_calls else out.text
-        return Interpreted(calls, raw, chat_reply=None if calls else (out.content or None))
+        for n, tc in enumerate(out.tool_calls):
+            try:
+                args = json.loads(tc.arguments)
+                calls.append(Call(tc.name, dict(args["target"]), dict(args.get("params") or {})))
+            except (ValueError, KeyError, TypeError) as e:
+                if n == len(out.tool_calls) - 1 and out.finish_reason == "length":
+                    break  # the last of several calls cut off by max_tokens: keep the finished ones
+                return Interpreted([], out.text, details={"error": f"a malformed tool call: {e}"})
+        return Interpreted(calls, out.text, chat_reply=None if calls else (out.content or None))
 
 
 __all__ = ["EmbeddedInterpreter", "Interpreted", "ToolInterpreter", "home_grammar", "interpreter_for",

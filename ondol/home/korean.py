@@ -94,4 +94,63 @@ def english_number(n: int) -> str:
     return _ONES[n // 100] + " hundred" + (" " + english_number(rest) if rest else "")
 
 
-__all__ = ["english_number", "has_hangul", "is_hangul", "josa", "native_korean", "sino_korean"]
+# --- number words to digits ----------------------------------------------------------------------
+# "이십사 도", "칠십 퍼센트", "삼십으로", "twenty-four degrees" -> digits, before the embedded model
+# reads the request: spelling numbers out is how speech-to-text and some people write them, and a
+# rule reads them exactly, where a small model would have to learn Korean numerals from examples.
+import re  # noqa: E402
+
+_SINO = {"영": 0, "공": 0, "일": 1, "이": 2, "삼": 3, "사": 4, "오": 5, "육": 6, "칠": 7, "팔": 8, "구": 9}
+_SINO_UNITS = {"십": 10, "백": 100, "천": 1000}
+_KO_NUMBER = re.compile(r"(?<![가-힣])(마이너스 ?|영하 ?)?([영공일이삼사오육칠팔구십백천]+)(?:점([영공일이삼사오육칠팔구]))?"
+                        r"(?= ?(도|퍼센트|프로|%|번|단|분|으로|로|까지|에|$|\s))")
+_EN_WORDS = {w: i for i, w in enumerate(_ONES)} | {w: 10 * i for i, w in enumerate(_TENS) if w}
+_EN_WORD = "(?:" + "|".join(sorted(_EN_WORDS, key=len, reverse=True)) + "|hundred)"
+_EN_NUMBER = re.compile(rf"\b(minus )?({_EN_WORD}(?:[ -]{_EN_WORD})*)\b")
+
+
+def _sino_value(word: str) -> int | None:
+    total, digit = 0, None
+    for ch in word:
+        if ch in _SINO:
+            if digit is not None:
+                return None  # two digits in a row ("이삼") is not how numbers are read
+            digit = _SINO[ch]
+        else:
+            total += (1 if digit is None else digit) * _SINO_UNITS[ch]
+            digit = None
+    return total + (digit or 0)
+
+
+def _ko_number(m: re.Match[str]) -> str:
+    sign, word, tenth, follower = m.group(1), m.group(2), m.group(3), m.group(4)
+    single_ok = follower in ("도", "퍼센트", "프로", "%", "단") or (follower == "번" and word != "이")  # not "이번"
+    if len(word) < 2 and not tenth and not single_ok:
+        return m.group(0)  # "이", "오", "사" alone are words far more often than numbers
+    value = _sino_value(word)
+    if value is None:
+        return m.group(0)
+    return f"{'-' if sign else ''}{value}" + (f".{_SINO[tenth]}" if tenth else "")
+
+
+def _en_number(m: re.Match[str]) -> str:
+    words = m.group(2).replace("-", " ").split()
+    total, current = 0, 0
+    for w in words:
+        if w == "hundred":
+            current = max(current, 1) * 100
+        else:
+            current += _EN_WORDS[w]
+    total += current
+    return f"{'-' if m.group(1) else ''}{total}"
+
+
+def number_words_to_digits(text: str) -> str:
+    """Sino-Korean and English number words as digits: "이십사 도로" -> "24 도로", "영하 이십" ->
+    "-20", "twenty-four degrees" -> "24 degrees". Native Korean counting words ("한 번") and lone
+    syllables that are usually words ("이", "오") are left alone."""
+    text = _KO_NUMBER.sub(_ko_number, text)
+    return _EN_NUMBER.sub(_en_number, text)
+
+
+__all__ = ["english_number", "number_words_to_digits", "has_hangul", "is_hangul", "josa", "native_korean", "sino_korean"]

@@ -94,7 +94,8 @@ NICKNAMES: dict[tuple[str, str | None], tuple[tuple[str, ...], tuple[str, ...]]]
     ("lock", None): (("현관문", "뒷문", "중문"), ("front door", "back door")),
     ("cover", "curtain"): (("암막 커튼", "거실 커튼"), ("blackout curtains",)),
     ("scene", None): (("잘자요 모드", "취침 모드", "외출 모드", "귀가 모드", "영화 모드", "기상 모드", "파티 모드"),
-                      ("good night", "away mode", "movie mode", "welcome home", "wake up", "party mode")),
+                      ("good night", "away mode", "movie mode", "welcome home", "wake up", "party mode", "bedtime",
+                       "morning", "reading mode", "dinner time")),
 }
 
 # Which types a room tends to have, and how many of each (at most).
@@ -137,25 +138,60 @@ def random_home(rng: random.Random, index: int) -> HomeSpec:
                 continue
             used.update(n.replace(" ", "").lower() for n in names)
             devices.append(DeviceSpec(f"{kind[0]}.{area_id}_{len(devices)}", kind[0], names, area_id, kind[1]))
-    for scene in rng.sample(NICKNAMES[("scene", None)][0], rng.randint(0, 3)):
-        if scene.replace(" ", "") not in used:
-            devices.append(DeviceSpec(f"scene.s{len(devices)}", "scene", (scene,)))
-            used.add(scene.replace(" ", ""))
+    ko_scenes, en_scenes = NICKNAMES[("scene", None)]
+    for _ in range(rng.randint(0, 3)):
+        names = [rng.choice(ko_scenes) if rng.random() < 0.8 else novel_name(rng, "ko") + " 모드",
+                 rng.choice(en_scenes) if rng.random() < 0.8 else novel_name(rng, "en") + " mode"]
+        names = [n for n in names if n.replace(" ", "").lower() not in used]
+        if names:
+            devices.append(DeviceSpec(f"scene.s{len(devices)}", "scene", tuple(names)))
+            used.update(n.replace(" ", "").lower() for n in names)
     return HomeSpec(f"gen{index}", rng.choice(["ko", "en"]), tuple(areas), tuple(devices))
+
+
+# Syllables and letters for names no table holds ("퀘스트", "Roborock"): a home's own names are
+# often brands and pet names, and the model must copy a name it has never seen, not map it to one
+# it knows.
+_SYLLABLES = ("가나다라마바사아자차카타파하거너더러머버서어저처커터퍼허고노도로모보소오조초코토포호구누두루무부수우"
+              "주추쿠투푸후그느드르므브스으즈츠크트프흐기니디리미비시이지치키티피히개내대래매배새애재채캐태패해"
+              "게네데레메베세에제체케테페헤요유여야열린온산별빛솔샘들꽃봄달해숲돌강물빛")
+_CONSONANTS, _VOWELS = "bcdfghklmnprstvz", "aeiou"
+
+
+def novel_name(rng: random.Random, lang: str) -> str:
+    """A made-up name: 2–4 Hangul syllables, or a brand-like word, sometimes with a number."""
+    if lang == "ko":
+        word = "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 4)))
+    else:
+        word = "".join(rng.choice(_CONSONANTS) + rng.choice(_VOWELS) for _ in range(rng.randint(2, 3)))
+        word = word.capitalize() if rng.random() < 0.5 else word
+    if rng.random() < 0.15:
+        word += f" {rng.randint(1, 9)}"
+    return word
 
 
 def _device_names(rng: random.Random, kind: tuple[str, str | None], area_ko: str, area_en: str) -> list[str]:
     words_ko, words_en = KINDS[kind]
     nick_ko, nick_en = NICKNAMES.get(kind, ((), ()))
     names = []
-    if nick_ko and rng.random() < 0.35:
-        names.append(rng.choice(nick_ko))
+    r = rng.random()
+    if nick_ko and r < 0.3:  # a nickname, alone or after the area ("무드등", "거실 무드등")
+        nick = rng.choice(nick_ko)
+        names.append(nick if rng.random() < 0.5 else f"{area_ko} {nick}")
+    elif r < 0.45:  # a name of its own ("퀘스트", "거실 다이소 스탠드")
+        novel = novel_name(rng, "ko")
+        names.append(rng.choice([novel, f"{area_ko} {novel}", f"{novel} {rng.choice(words_ko)}"]))
     else:
         names.append(f"{area_ko} {rng.choice(words_ko)}")
     if rng.random() < 0.5:
         names.append(f"{area_ko} {rng.choice(words_ko)}")
-    if nick_en and rng.random() < 0.3:
-        names.append(rng.choice(nick_en))
+    r = rng.random()
+    if nick_en and r < 0.25:
+        nick = rng.choice(nick_en)
+        names.append(nick if rng.random() < 0.5 else f"{area_en} {nick}")
+    elif r < 0.4:
+        novel = novel_name(rng, "en")
+        names.append(rng.choice([novel, f"{area_en} {novel}", f"{novel} {rng.choice(words_en)}"]))
     else:
         names.append(f"{area_en} {rng.choice(words_en)}")
     return list(dict.fromkeys(names))

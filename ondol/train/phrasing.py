@@ -45,10 +45,13 @@ EN_SUFFIXES = ["", "", "", "", " please", ".", "!", " now", " for me", "?"]
 
 
 def ko_verb(rng: random.Random, meaning: str, final: bool = True) -> str:
-    """A Korean verb phrase for ``meaning``: with an ending when it ends the sentence, else the 고-form."""
+    """A Korean verb phrase for ``meaning``: with an ending when it ends the sentence, else the 고-form.
+    A 하다 verb may end as its bare noun, as commands often do ("TV 음소거", "건조기 일시정지")."""
     hae, go = rng.choice(KO_VERBS[meaning])
     if not final:
         return go
+    if hae.endswith("해") and len(hae) > 2 and rng.random() < 0.3:
+        return hae[:-1].rstrip() + rng.choice(["", "", "!", "요", " 좀"])
     return hae + rng.choice(KO_ENDINGS)
 
 

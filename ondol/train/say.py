@@ -93,9 +93,10 @@ def _temperature(s: _Say, lo: float, hi: float) -> Said:
         n = s.num(t)
         if s.lang == "ko":
             deg = r.choice(["도로", " 도로", "도에", "도"]) if not n[-1].isdigit() or r.random() < 0.9 else "도로"
-            return r.choice([s.ko(f"{n}{deg}", verb="set"), s.ko(f"온도 {n}{deg}", verb="set"),
-                             f"{s.said} {n}{deg}", s.ko(f"희망온도 {n}{deg}", verb="set"),
-                             s.ko(f"온도를 {n}{deg}", verb="set")]), {"temperature": t}
+            verb = r.choice(["set", "set", "set", "up", "down"])  # "25도로 올려줘" is still 25 °C
+            return r.choice([s.ko(f"{n}{deg}", verb=verb), s.ko(f"온도 {n}{deg}", verb=verb),
+                             f"{s.said} {n}{deg}", s.ko(f"희망온도 {n}{deg}", verb=verb),
+                             s.ko(f"온도를 {n}{deg}", verb=verb)]), {"temperature": t}
         return s.en("set {t} to {n} degrees", "set {t} to {n}", "{t} to {n} degrees", "make {t} {n} degrees",
                     "change {t} temperature to {n}", "set the temperature of {t} to {n} degrees",
                     "{t} at {n} please", n=n), {"temperature": t}
@@ -126,11 +127,14 @@ def _level(s: _Say, key: str, ko_word: str, en_word: str, step: int, up_ko: str,
         n = s.num(v)
         unit = r.choice(["%", "퍼센트", "프로", ""]) if key != "volume" else r.choice(["", "", "%"])
         if s.lang == "ko":
-            return r.choice([s.ko(f"{ko_word} {josa(n + unit, '으로/로')}", verb="set", obj=False),
+            verb = r.choice(["set", "set", up_ko, down_ko])  # "밝기 70%로 올려줘" is still 70 %
+            return r.choice([s.ko(f"{ko_word} {josa(n + unit, '으로/로')}", verb=verb, obj=False),
                              s.ko(f"{ko_word}를 {josa(n + unit, '으로/로')}", verb="set", obj=False),
                              f"{s.said} {ko_word} {n}{unit}"]), {key: v}
         return s.en(f"set {{t}} {en_word} to {n}", f"{{t}} {en_word} {n}", f"set {{t}} to {n} percent" if key != "volume"
-                    else f"set {{t}} volume to {n}", f"change the {en_word} of {{t}} to {n}"), {key: v}
+                    else f"set {{t}} volume to {n}", f"change the {en_word} of {{t}} to {n}",
+                    f"{'dim' if key == 'brightness' else 'turn down'} {{t}} to {n}",
+                    f"{'brighten' if key == 'brightness' else 'turn up'} {{t}} to {n}"), {key: v}
     if x < 0.53:
         if s.lang == "ko":
             return s.ko(f"{ko_word} 최대로", verb="set", obj=False), {key: top}
@@ -260,6 +264,8 @@ def _fridge(s: _Say) -> Said:
     freezer = r.random() < 0.4
     if s.lang == "ko":
         part = f"{s.said} 냉동실" if freezer else f"{s.said}" + r.choice(["", "", " 냉장실"])
+        if s.said in ("냉장고", "냉동고") and r.random() < 0.5:  # the compartment alone names the fridge
+            part = "냉동실" if freezer else "냉장실"
         if r.random() < 0.6:
             t = r.randint(-23, -15) if freezer else r.randint(1, 7)
             n = ("영하 " + s.num(-t)) if t < 0 and r.random() < 0.6 else s.num(t)
@@ -269,6 +275,8 @@ def _fridge(s: _Say) -> Said:
         return f"{part} 온도 {r.choice(['좀', '1도'])} " + ko_verb(r, "up" if up else "down", s.final), \
             ({"compartment": "freezer"} if freezer else {}) | {"delta": 1 if up else -1}
     part = f"{s.the()} freezer" if freezer else s.the()
+    if s.said in ("fridge", "refrigerator") and r.random() < 0.5:
+        part = "the freezer" if freezer else "the fridge"
     t = r.randint(-23, -15) if freezer else r.randint(1, 7)
     return en_wrap(r, r.choice([f"set the {part} to {s.num(t)} degrees", f"{part} temperature {s.num(t)}"])), \
         ({"compartment": "freezer"} if freezer else {}) | {"temperature": t}
@@ -307,11 +315,11 @@ def _fan_speed(s: _Say) -> Said:
     return _choice(s, SPEEDS, "fan_speed", tuple(SPEEDS), "", ("set {t} fan to {w}", "{t} fan speed {w}", "put {t} fan on {w}"))
 
 
-ACTION_WEIGHTS = {"turn_on": 4.0, "turn_off": 4.0, "toggle": 0.0, "set_temperature": 3.0, "set_brightness": 2.0,
-                  "set_color": 1.0, "set_color_temperature": 0.6, "set_mode": 1.2, "set_fan_speed": 1.0, "open": 2.0,
-                  "close": 2.0, "set_position": 1.5, "lock": 2.0, "unlock": 1.5, "start": 2.0, "pause": 0.7,
-                  "stop": 1.0, "return_to_base": 1.0, "activate": 3.0, "set_volume": 2.0, "mute": 1.0,
-                  "set_channel": 1.0, "set_input": 0.6, "play": 0.6, "next": 0.6}
+ACTION_WEIGHTS = {"turn_on": 3.0, "turn_off": 3.0, "toggle": 0.0, "set_temperature": 4.0, "set_brightness": 3.0,
+                  "set_color": 1.5, "set_color_temperature": 0.8, "set_mode": 2.0, "set_fan_speed": 2.0, "open": 2.0,
+                  "close": 2.0, "set_position": 1.5, "lock": 2.0, "unlock": 1.5, "start": 3.0, "pause": 1.2,
+                  "stop": 1.2, "return_to_base": 1.2, "activate": 2.0, "set_volume": 3.0, "mute": 1.5,
+                  "set_channel": 1.5, "set_input": 1.0, "play": 1.0, "next": 1.0}
 
 
 def action(rng: random.Random, d: DeviceSpec, said: str, lang: str, final: bool = True,
@@ -508,13 +516,13 @@ def out_of_range(rng: random.Random, d: DeviceSpec, said: str, lang: str) -> tup
     return en_wrap(rng, f"set {en_the(rng, said)} {key} to {v}"), action_name, {key: v}
 
 
-_CHAT_KO = ["안녕", "안녕하세요", "고마워", "고마워요", "잘했어", "오늘 날씨 어때?", "내일 비 와?", "농담 하나 해줘", "지금 몇 시야?",
+_CHAT_KO = ["아 심심하다", "졸려", "피곤해", "배불러", "ㅋㅋㅋ", "음...", "안녕", "안녕하세요", "고마워", "고마워요", "잘했어", "오늘 날씨 어때?", "내일 비 와?", "농담 하나 해줘", "지금 몇 시야?",
             "배고파", "넌 누구야?", "이름이 뭐야?", "사랑해", "점심 뭐 먹지?", "심심해", "노래 불러줘", "오늘 무슨 요일이야?",
             "엄마한테 전화해줘", "피자 주문해줘", "알람 7시에 맞춰줘", "내일 일정 알려줘", "환율 알려줘", "재밌는 얘기 해줘",
             "너 몇 살이야?", "잘 자", "좋은 아침", "미안해", "수고했어", "뭐 하고 있어?", "오늘 뉴스 알려줘", "영어로 사과가 뭐야?",
             "주말에 뭐 하지?", "기분이 안 좋아", "택시 불러줘", "주식 어때?", "라면 끓이는 법 알려줘", "운동 추천해줘",
             "이 노래 제목이 뭐야?", "서울 인구 몇 명이야?", "아니야 됐어", "취소", "그냥 불러봤어", "응", "아니", "괜찮아"]
-_CHAT_EN = ["hi", "hello there", "thanks", "thank you so much", "good job", "what's the weather like today?",
+_CHAT_EN = ["ugh i'm tired", "lol", "hmm", "i'm so full", "hi", "hello there", "thanks", "thank you so much", "good job", "what's the weather like today?",
             "will it rain tomorrow?", "tell me a joke", "what time is it?", "i'm hungry", "who are you?", "what's your name?",
             "i love you", "what should i eat for lunch?", "i'm bored", "sing me a song", "what day is it today?",
             "call my mom", "order a pizza", "set an alarm for 7 am", "what's on my calendar tomorrow?",
@@ -525,7 +533,27 @@ _CHAT_EN = ["hi", "hello there", "thanks", "thank you so much", "good job", "wha
             "never mind", "cancel", "just testing", "yes", "no", "ok cool"]
 
 
+_TOPICS_KO = ["날씨", "주식", "뉴스", "환율", "일정", "맛집", "영화", "노래", "축구 경기", "시간", "내일 약속", "버스 시간",
+              "오늘 운세", "점심 메뉴", "저녁 메뉴", "여행지", "책", "드라마", "게임", "로또 번호"]
+_TOPICS_EN = ["the weather", "stocks", "the news", "the exchange rate", "my schedule", "restaurants", "movies",
+              "music", "the game", "the time", "my meeting", "the bus", "my horoscope", "lunch", "dinner",
+              "travel", "books", "a show", "games", "the lottery"]
+
+
 def chitchat(rng: random.Random, lang: str) -> str:
+    r = rng.random()
+    if r < 0.2:
+        a, b = rng.randint(1, 99), rng.randint(1, 99)
+        if lang == "ko":
+            return rng.choice([f"{a} 더하기 {b}는?", f"{a} 곱하기 {b}은 뭐야?", f"{a} 빼기 {b}", f"{a}+{b}는 얼마야?"])
+        return rng.choice([f"what is {a} plus {b}?", f"{a} times {b}", f"what's {a} minus {b}?"])
+    if r < 0.45:
+        if lang == "ko":
+            t = rng.choice(_TOPICS_KO)
+            return rng.choice([f"{t} 알려줘", f"{t} 어때?", f"오늘 {t} 어때?", f"{t} 추천해줘", f"{t} 좀 찾아봐", f"{t} 얘기 해줘"])
+        t = rng.choice(_TOPICS_EN)
+        return rng.choice([f"tell me about {t}", f"how about {t}?", f"what's up with {t}?", f"recommend {t}",
+                           f"look up {t}", f"any news on {t}?"])
     text = rng.choice(_CHAT_KO if lang == "ko" else _CHAT_EN)
     if rng.random() < 0.3:
         text = (rng.choice(["음 ", "저기 ", "야 ", "있잖아 "]) if lang == "ko" else rng.choice(["hey ", "so ", "um, "])) + text

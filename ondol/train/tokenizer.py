@@ -3,7 +3,7 @@
 Byte-level, so any text encodes (a device name never seen in training is still copied, byte by
 byte if need be); NFKC and lowercase first, so full-width "ＴＶ" from a Korean IME and "Living Room
 AC" are the same tokens as "tv" and "living room ac" — the model spends none of its few parameters
-on case. Three special tokens frame an example: ``<|user|>`` utterance ``<|calls|>`` calls
+on case; digits one by one. Three special tokens frame an example: ``<|user|>`` utterance ``<|calls|>`` calls
 ``<|end|>``; ``<|pad|>`` fills batches.
 """
 
@@ -24,7 +24,10 @@ def train_tokenizer(texts: Iterable[str], out: Path, vocab_size: int = 4096) -> 
     """Train on ``texts`` and write ``tokenizer.json`` and ``tokenizer_config.json`` into ``out``."""
     tok = Tokenizer(models.BPE())
     tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    # Digits one by one: "24" in the request and in "temperature=24" are then the same two tokens,
+    # so a number is copied digit for digit instead of being learned number by number.
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
     tok.decoder = decoders.ByteLevel()
     trainer = BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, min_frequency=2,
                          initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)

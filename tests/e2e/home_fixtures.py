@@ -22,8 +22,6 @@ def home(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def assistant(home):
-    try:
-        from ondol.home.assistant import Assistant
-    except ImportError as e:
-        pytest.skip(f"the home assistant (ondol/home/assistant.py) is not available: {e}")
+    from ondol.home.assistant import Assistant
+
     return Assistant(home)  # model=None: ondol's embedded model

@@ -12,7 +12,7 @@ from ondol.home.assistant import Assistant, detect_language
 from ondol.home.home import Home
 from ondol.home.intent import Call, format_calls, model_prompt, parse_calls
 from ondol.home.interpret import Interpreted
-from ondol.home.korean import english_number, josa, sino_korean
+from ondol.home.korean import english_number, josa, number_words_to_digits, sino_korean
 
 
 class Script:
@@ -61,6 +61,24 @@ def test_korean_helpers():
     assert sino_korean(24) == "이십사" and sino_korean(100) == "백" and sino_korean(-18) == "마이너스 십팔"
     assert english_number(24) == "twenty-four" and english_number(100) == "one hundred"
     assert detect_language("거실 불 꺼") == "ko" and detect_language("turn off the TV") == "en"
+
+
+@pytest.mark.parametrize("said, read", [
+    ("거실 에어컨 이십사 도로 맞춰줘", "거실 에어컨 24 도로 맞춰줘"),
+    ("밝기 칠십 퍼센트로", "밝기 70 퍼센트로"),
+    ("볼륨 삼십으로 해줘", "볼륨 30으로 해줘"),
+    ("냉동실 영하 이십도로", "냉동실 -20도로"),
+    ("에어컨 이십삼점오도", "에어컨 23.5도"),
+    ("채널 칠번", "채널 7번"),
+    ("set it to twenty-four degrees", "set it to 24 degrees"),
+    ("volume one hundred", "volume 100"),
+    ("이번 주 일정", "이번 주 일정"),         # "이번" is "this time", not channel 2
+    ("이 불 꺼줘", "이 불 꺼줘"),             # "이" is "this"
+    ("오늘 날씨 어때?", "오늘 날씨 어때?"),
+    ("someone turn on the light", "someone turn on the light"),
+])
+def test_number_words_become_digits(said, read):
+    assert number_words_to_digits(said) == read
 
 
 def test_device_by_name_is_applied_and_replied_in_korean(demo):
@@ -155,3 +173,37 @@ def test_dry_run_validates_without_applying(demo):
 def test_colour_words_become_hex(demo):
     r = ask(demo, "거실 조명 파란색으로 바꿔줘", "set_color ( 거실 조명 ) color=blue")
     assert r.actions[0]["params"] == {"color": "#0000FF"} and r.reply == "거실 조명을 파란색으로 맞췄어요."
+
+
+def test_grounding_prefers_what_was_said_verbatim():
+    from ondol.home.cli import DEMO_HOME
+    from ondol.home.grounding import ground
+    from ondol.home.homefile import load_home_file
+
+    spec = load_home_file(DEMO_HOME)
+    # a paraphrased name: the one device name the person said wins
+    assert ground(parse_calls("set_color ( 거실 조명 ) color=red"), "거실 스탠드 빨간색으로", spec) == \
+        parse_calls("set_color ( 거실 스탠드 ) color=red")
+    # a miscopied number: the one number said wins; a delta keeps its direction
+    assert ground(parse_calls("set_volume ( 거실 tv ) volume=155"), "거실 TV 볼륨 15로", spec)[0].params == {"volume": 15}
+    assert ground(parse_calls("set_volume ( tv ) delta=-10"), "TV 볼륨 5 줄여", spec)[0].params == {"delta": -5}
+    assert ground(parse_calls("set_temperature ( 냉장고 ) compartment=freezer,temperature=-18"),
+                  "냉동실 영하 이십 도로", spec)[0].params["temperature"] == -20
+    # left alone: the phrase was said; no number; two numbers; a number that is part of a name
+    for calls, text in [("turn_off ( * 거실 불 )", "거실 불 다 꺼"), ("set_temperature ( 에어컨 ) delta=-1", "조금 더 시원하게"),
+                        ("set_volume ( tv ) delta=-10", "TV 소리 좀 줄여"),
+                        ("set_temperature ( 거실 에어컨 ) temperature=24 ; set_volume ( tv ) volume=10",
+                         "거실 에어컨 24도 TV 볼륨 10"),
+                        ("set_temperature ( 거실 에어컨 ) temperature=10", "거실 에어컨 10도로")]:
+        assert ground(parse_calls(calls), text, spec) == parse_calls(calls), text
+
+
+def test_grounding_fixes_a_repeated_target_in_a_request_of_several():
+    from ondol.home.cli import DEMO_HOME
+    from ondol.home.grounding import ground
+    from ondol.home.homefile import load_home_file
+
+    spec = load_home_file(DEMO_HOME)
+    calls = ground(parse_calls("lock ( front door ) ; turn_off ( front door )"),
+                   "lock the front door and turn off the entrance light", spec)
+    assert [c.target for c in calls] == ["front door", "entrance light"]

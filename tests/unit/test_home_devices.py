@@ -219,12 +219,18 @@ def test_a_refused_action_changes_nothing():
 
 # --- relative changes and clamping -------------------------------------------------------------------------
 
+def test_setting_a_temperature_turns_the_air_conditioner_on():
+    # "거실 에어컨 24도로 맞춰줘" to an air conditioner that is off: cool the room to 24 °C.
+    assert apply("air_conditioner", "set_temperature", {"temperature": 22}) == {"target_temperature": 22, "power": "on"}
+    assert apply("thermostat", "set_temperature", {"delta": 1}, power="off") == {"target_temperature": 23, "power": "on"}
+
+
 def test_delta_is_clamped_to_the_range():
-    assert apply("air_conditioner", "set_temperature", {"delta": 2}, target_temperature=29) == {"target_temperature": 30}
-    assert apply("air_conditioner", "set_temperature", {"delta": -1.5}, target_temperature=24) == {"target_temperature": 22.5}
-    assert apply("air_conditioner", "set_temperature", {"delta": -20}) == {"target_temperature": 16}
-    assert apply("air_conditioner", "set_temperature", {"delta": 2}, target_temperature=30) == {}  # already at the top
-    assert apply("thermostat", "set_temperature", {"delta": 2}) == {"target_temperature": 24}
+    assert apply("air_conditioner", "set_temperature", {"delta": 2}, target_temperature=29, power="on") == {"target_temperature": 30}
+    assert apply("air_conditioner", "set_temperature", {"delta": -1.5}, target_temperature=24, power="on") == {"target_temperature": 22.5}
+    assert apply("air_conditioner", "set_temperature", {"delta": -20}, power="on") == {"target_temperature": 16}
+    assert apply("air_conditioner", "set_temperature", {"delta": 2}, target_temperature=30, power="on") == {}  # already at the top
+    assert apply("thermostat", "set_temperature", {"delta": 2}, power="on") == {"target_temperature": 24}
     assert apply("light", "set_brightness", {"delta": 20}, power="on", brightness=95) == {"brightness": 100}
     assert apply("light", "set_brightness", {"delta": -50}, power="on", brightness=30) == {"brightness": 1}
     assert apply("tv", "set_volume", {"delta": -10}, volume=5, muted=True) == {"volume": 0, "muted": False}
@@ -239,7 +245,7 @@ def test_delta_is_clamped_to_the_range():
 
 
 def test_absolute_values_are_stored_as_written():
-    assert apply("air_conditioner", "set_temperature", {"temperature": 22.0}) == {"target_temperature": 22}
+    assert apply("air_conditioner", "set_temperature", {"temperature": 22.0}, power="on") == {"target_temperature": 22}
     assert apply("light", "set_brightness", {"brightness": 40.0}) == {"brightness": 40, "power": "on"}
     assert type(apply("light", "set_brightness", {"brightness": 40.0})["brightness"]) is int
 
@@ -257,7 +263,7 @@ def test_power_and_light_semantics():
     assert apply("light", "set_color_temperature", {"color_temperature": 3000}, power="on", color_mode="color") == {
         "color_temperature": 3000, "color_mode": "color_temperature"}
     # Settings do not power a device on; doing things does.
-    assert apply("air_conditioner", "set_temperature", {"temperature": 20}) == {"target_temperature": 20}
+    assert apply("air_conditioner", "set_temperature", {"temperature": 20}, power="on") == {"target_temperature": 20}
     assert apply("air_conditioner", "set_fan_speed", {"fan_speed": "high"}) == {"fan_speed": "high"}
     assert apply("fan", "set_fan_speed", {"fan_speed": 3}) == {"fan_speed": 3, "power": "on"}
     assert apply("tv", "set_input", {"input": "hdmi2"}) == {"input": "hdmi2", "power": "on"}
