@@ -22,7 +22,7 @@ demo: setup
 	@mkdir -p .cache && rm -f .cache/demo-home.db
 	$(BIN)/ondol home show
 	$(BIN)/ondol home ask --store $(DEMO_STORE) "거실 에어컨 24도로 맞춰줘"
-	$(BIN)/ondol home ask --store $(DEMO_STORE) "turn off all the lights in the living room"
+	$(BIN)/ondol home ask --store $(DEMO_STORE) "turn on all the lights in the living room"
 	$(BIN)/ondol home ask --store $(DEMO_STORE) "현관문 잠겼어?"
 	$(BIN)/ondol home ask --store $(DEMO_STORE) --json "TV 소리 좀 줄여줘"
 	$(BIN)/ondol home ask --store $(DEMO_STORE) "에어컨 켜줘"
