@@ -103,11 +103,7 @@ class Assistant:
             try:
                 actions.extend(self._expand(call))
             except TargetError as e:
-                if len(e.candidates) > 1 and e.ambiguous:
-                    return AssistantResult(text, lang, "clarify", replies.clarify(self.home.spec, e.candidates, lang),
-                                           calls=raw)
-                name = call.target if isinstance(call.target, str) else None
-                return AssistantResult(text, lang, "refused", replies.refuse(str(e), name, lang), calls=raw)
+                return self._target_failure(text, lang, call, e, raw)
             except HomeError as e:
                 return AssistantResult(text, lang, "refused", replies.refuse(str(e), None, lang), calls=raw)
         requests = [{"action": a["action"], "target": {"device": a["device"]}, "params": a["params"]} for a in actions]
@@ -131,6 +127,13 @@ class Assistant:
         return AssistantResult(text, lang, "done", reply, actions, None, applied=not dry_run,
                                seq=None if dry_run else result.seq, calls=raw)
 
+    def _target_failure(self, text: str, lang: str, call: Call, e: TargetError, raw: str | None) -> AssistantResult:
+        """A target that fits several devices is a question back; one that fits none, a refusal."""
+        if len(e.candidates) > 1 and e.ambiguous:
+            return AssistantResult(text, lang, "clarify", replies.clarify(self.home.spec, e.candidates, lang), calls=raw)
+        name = call.target if isinstance(call.target, str) else None
+        return AssistantResult(text, lang, "refused", replies.refuse(str(e), name, lang), calls=raw)
+
     def _expand(self, call: Call) -> list[dict[str, Any]]:
         """One call -> one action per device, with the device type's own action name and params."""
         ids = self.resolver.targets(call.target, every=call.every, action=call.action)
@@ -150,11 +153,7 @@ class Assistant:
             try:
                 ids = self.resolver.query_targets(q.target, every=q.every, ask=ask)
             except TargetError as e:
-                if len(e.candidates) > 1 and e.ambiguous:
-                    return AssistantResult(text, lang, "clarify", replies.clarify(self.home.spec, e.candidates, lang),
-                                           calls=raw)
-                name = q.target if isinstance(q.target, str) else None
-                return AssistantResult(text, lang, "refused", replies.refuse(str(e), name, lang), calls=raw)
+                return self._target_failure(text, lang, q, e, raw)
             for i in ids:
                 state = self.home.state(i)
                 attr = _attribute(ask, state)

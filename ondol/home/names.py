@@ -257,7 +257,22 @@ class NameIndex:
     def _area_phrase(self, phrase: str, every: bool, names: bool) -> tuple[list[str], str]:
         """An area name followed by a device name in it ("name") or a kind word ("area+kind");
         ([], "") when the phrase does not start with an area."""
-        n = normalize(phrase)
+        for area, here, names_here, form in self._area_forms(normalize(phrase)):
+            found = _lookup(names_here, form) if names else frozenset()
+            if found:
+                return self._one_or_all(phrase, found, every), "name"
+            kinds = self._find_kinds(form)
+            if kinds:
+                ids = self._ordered(i for i in here if any(k.matches(self._devices[i]) for k in kinds))
+                if not ids:
+                    raise TargetError(f"There is no {self._kind_label(kinds)} in {self._area_labels[area]}.",
+                                      self._ordered(here))
+                return ids, "area+kind"
+        return [], ""
+
+    def _area_forms(self, n: str):
+        """(area, its device ids, its device-name table, the rest) for each way the normalised
+        ``n`` reads as "<area><rest>" ("거실조명", "거실에있는조명"), longest area name first."""
         for prefix in self._area_prefixes:
             areas = self._area_names[prefix]
             if not (n.startswith(prefix) and len(n) > len(prefix)) or len(areas) != 1:
@@ -267,17 +282,7 @@ class NameIndex:
             here = frozenset(d.id for d in self._devices.values() if d.area == area)
             names_here = {k: v & here for k, v in self._device_names.items() if v & here}
             for form in [rest, *(rest[len(link):] for link in AREA_LINKS if rest.startswith(link) and len(rest) > len(link))]:
-                found = _lookup(names_here, form) if names else frozenset()
-                if found:
-                    return self._one_or_all(phrase, found, every), "name"
-                kinds = self._find_kinds(form)
-                if kinds:
-                    ids = self._ordered(i for i in here if any(k.matches(self._devices[i]) for k in kinds))
-                    if not ids:
-                        raise TargetError(f"There is no {self._kind_label(kinds)} in {self._area_labels[area]}.",
-                                          self._ordered(here))
-                    return ids, "area+kind"
-        return [], ""
+                yield area, here, names_here, form
 
     def _ordered(self, ids: Iterable[str]) -> list[str]:
         return sorted(ids, key=self._order.__getitem__)
@@ -302,21 +307,13 @@ class NameIndex:
 
     def _area_split(self, n: str) -> frozenset[str]:
         """Devices meant by "<area><device name or kind word>" such as "안방스탠드", "거실조명을"."""
-        for prefix in self._area_prefixes:
-            areas = self._area_names[prefix]
-            if not (n.startswith(prefix) and len(n) > len(prefix)) or len(areas) != 1:
-                continue
-            (area,) = areas
-            rest = n[len(prefix):]
-            here = frozenset(d.id for d in self._devices.values() if d.area == area)
-            names_here = {k: v & here for k, v in self._device_names.items() if v & here}
-            for form in [rest, *(rest[len(link):] for link in AREA_LINKS if rest.startswith(link) and len(rest) > len(link))]:
-                found = _lookup(names_here, form)
-                if not found:
-                    kinds = self._find_kinds(form)
-                    found = frozenset(i for i in here if any(k.matches(self._devices[i]) for k in kinds))
-                if found:
-                    return found
+        for _, here, names_here, form in self._area_forms(n):
+            found = _lookup(names_here, form)
+            if not found:
+                kinds = self._find_kinds(form)
+                found = frozenset(i for i in here if any(k.matches(self._devices[i]) for k in kinds))
+            if found:
+                return found
         return frozenset()
 
     def _device_in_area(self, name: str, area: str) -> str:
