@@ -53,6 +53,7 @@ class AssistantResult:
     applied: bool = False
     seq: int | None = None
     calls: str | None = None  # what the model wrote, for the audit and for debugging
+    reason: str | None = None  # why it was refused, as the home layer said it (the reply may be Korean)
 
     def to_json(self) -> dict[str, Any]:
         """The stable interface of ``ondol home ask --json`` and ``POST /commands``."""
@@ -91,7 +92,8 @@ class Assistant:
         calls: list[Call] = interpreted.calls
         raw = interpreted.raw
         if interpreted.missing is not None:
-            return AssistantResult(text, lang, "refused", replies.missing(interpreted.missing, lang), calls=raw)
+            return AssistantResult(text, lang, "refused", replies.missing(interpreted.missing, lang), calls=raw,
+                                   reason=f"The home has no device called '{interpreted.missing}'.")
         if not calls:
             reply = interpreted.chat_reply or replies.not_a_request(lang)
             return AssistantResult(text, lang, "none", reply, calls=raw)
@@ -105,7 +107,8 @@ class Assistant:
             except TargetError as e:
                 return self._target_failure(text, lang, call, e, raw)
             except HomeError as e:
-                return AssistantResult(text, lang, "refused", replies.refuse(str(e), None, lang), calls=raw)
+                return AssistantResult(text, lang, "refused", replies.refuse(str(e), None, lang), calls=raw,
+                                       reason=str(e))
         requests = [{"action": a["action"], "target": {"device": a["device"]}, "params": a["params"]} for a in actions]
         if dry_run:
             result = self.home.check(requests)
@@ -117,7 +120,7 @@ class Assistant:
             device = failed.get("device")
             name = replies.display_name(self.home.spec.device(device), lang) if device else None
             return AssistantResult(text, lang, "refused", replies.refuse(failed["error"] or "", name, lang),
-                                   seq=None if dry_run else result.seq, calls=raw)
+                                   seq=None if dry_run else result.seq, calls=raw, reason=failed["error"])
         states = {r["device"]: {**self.home.state(r["device"]), **r["changed"]} for r in result.results if "device" in r}
         changed = any(r["changed"] for r in result.results)
         if changed or dry_run:
@@ -132,7 +135,7 @@ class Assistant:
         if len(e.candidates) > 1 and e.ambiguous:
             return AssistantResult(text, lang, "clarify", replies.clarify(self.home.spec, e.candidates, lang), calls=raw)
         name = call.target if isinstance(call.target, str) else None
-        return AssistantResult(text, lang, "refused", replies.refuse(str(e), name, lang), calls=raw)
+        return AssistantResult(text, lang, "refused", replies.refuse(str(e), name, lang), calls=raw, reason=str(e))
 
     def _expand(self, call: Call) -> list[dict[str, Any]]:
         """One call -> one action per device, with the device type's own action name and params."""

@@ -105,7 +105,7 @@ def evaluate_generated(model: Path | Any, eval_jsonl: Path, homes_json: Path, li
         latencies.append(time.perf_counter() - started)
         rows.append({"text": text, "lang": item["lang"], "outcome": expected.outcome, "got": got.outcome,
                      "match": result_signature(got) == result_signature(expected), "valid": schema_valid(got.calls),
-                     "calls": got.calls, "gold": gold.calls})
+                     "calls": got.calls, "gold": gold.calls, "intent": item.get("intent")})
     for home, *_ in homes.values():
         home.close()
     summary = _summary(rows, latencies)

@@ -236,7 +236,24 @@ def refuse(reason: str, name: str | None, lang: str) -> str:
         return f"죄송해요, {who}그 기능을 지원하지 않아요."
     if "No device is called" in reason or "has no" in reason or "There is no" in reason:
         return "죄송해요, 이 집에는 그런 기기가 없어요."
+    for pattern, said in _STATE_REASONS_KO:
+        if m := pattern.search(reason):
+            return f"죄송해요, {who}{said.format(*(_VALUE_KO.get(g, g) for g in m.groups()))}"
     return f"죄송해요, 지금은 할 수 없어요. ({reason})"
+
+
+# The reasons a device's state gives for refusing an action (the capabilities' ``Refusal``
+# clauses, and the driver's silence), said in Korean; what is not here keeps its English reason.
+_STATE_REASONS_KO = [
+    (re.compile(r"nothing is playing"), "지금 재생 중인 게 없어요."),
+    (re.compile(r"reports an error; stop it to clear"), "오류 상태예요. 먼저 정지해서 오류를 지운 뒤 다시 시작해 주세요."),
+    (re.compile(r"reports an error; stop it first"), "오류 상태예요. 먼저 정지해 주세요."),
+    (re.compile(r"it is (\w+) with the (\w+) cycle"), "지금 {1} 코스로 {0}. 다른 코스는 멈춘 뒤에 고를 수 있어요."),
+    (re.compile(r"it is (\w+); stop it before changing"), "지금 {0}. 코스는 멈춘 뒤에 바꿀 수 있어요."),
+    (re.compile(r"it is (\w+), not running"), "지금 {0}. 작동 중일 때만 일시정지할 수 있어요."),
+    (re.compile(r"no answer from the device"), "기기가 응답하지 않아요. 아무것도 바꾸지 않았어요."),
+]
+_VALUE_KO = {**_MODE_KO, **_STATE_KO, "paused": "일시정지 중이에요"}
 
 
 def missing(phrase: str, lang: str) -> str:

@@ -49,17 +49,24 @@ MIX: dict[str, float] = {
     "multi": 9.0,         # two requests in one
     "implied": 2.5,       # "조금 더 시원하게" (no device named)
     "query": 14.0,        # questions about state
+    "every_query": 1.5,   # "are the bedroom lights on?", "거실 불 다 꺼져 있어?"
     "out_of_range": 3.0,  # "에어컨 10도로": said as said, refused by the home
     "missing": 3.5,       # a device this home does not have
     "none": 12.0,         # not a device request
 }
 
 
-def generate(n: int, seed: int, homes: int | None = None) -> tuple[list[Example], list[HomeSpec]]:
-    """``n`` examples over ``homes`` random homes (default n // 60), deterministic in ``seed``."""
+def generate(n: int, seed: int, homes: int | None = None,
+             mix: dict[str, float] | None = None) -> tuple[list[Example], list[HomeSpec]]:
+    """``n`` examples over ``homes`` random homes (default n // 60), deterministic in ``seed``,
+    drawn by ``mix`` (default ``MIX``: a training set may oversample the hard kinds, while a
+    held-out split keeps the usual mix)."""
     rng = random.Random(seed)
     homes_list = [random_home(rng, i) for i in range(homes or max(1, n // 60))]
-    kinds, weights = list(MIX), list(MIX.values())
+    mix = MIX if mix is None else mix
+    if set(mix) - set(MIX):
+        raise ValueError(f"unknown kinds of request in the mix: {sorted(set(mix) - set(MIX))}")
+    kinds, weights = list(mix), list(mix.values())
     out: list[Example] = []
     while len(out) < n:
         h = rng.randrange(len(homes_list))
@@ -181,12 +188,13 @@ def _area(rng: random.Random, home: HomeSpec, lang: str) -> tuple[str, list[Call
 
 
 def _multi(rng: random.Random, home: HomeSpec, lang: str) -> tuple[str, list[Call], str] | None:
-    parts, calls = [], []
+    parts, calls, used = [], [], set()
     count = rng.choice([2, 2, 2, 3])
     for i in range(count):
         d = _pick(rng, home)
-        if d is None:
+        if d is None or d.id in used:  # one request per device: "켜고 … 켜줘" on one lamp is no request
             return None
+        used.add(d.id)
         said, phrase = _target(rng, home, d, lang)
         made = say.action(rng, d, said, lang, final=i == count - 1)
         if made is None:
@@ -222,6 +230,17 @@ def _query(rng: random.Random, home: HomeSpec, lang: str) -> tuple[str, list[Cal
     return text, [Call("get_state", phrase, {"ask": ask} if ask else {})], "query"
 
 
+def _every_query(rng: random.Random, home: HomeSpec, lang: str) -> tuple[str, list[Call], str] | None:
+    """A question about all devices of a kind: "are the bedroom lights on?", "블라인드 다 닫혀 있어?"."""
+    d = _pick(rng, home, ("light", "air_conditioner", "cover", "fan", "tv", "plug", "switch", "speaker"))
+    if d is None:
+        return None
+    area = _area_name(rng, home, d.area, lang) if d.area is not None and rng.random() < 0.6 else None
+    said, kind = say.every_target(rng, _kind_word(rng, d, lang), area, lang)
+    text, ask = say.every_question(rng, said, "position" if d.type == "cover" else "power", lang)
+    return text, [Call("get_state", f"{area} {kind}" if area else kind, {"ask": ask}, every=True)], "every_query"
+
+
 def _out_of_range(rng: random.Random, home: HomeSpec, lang: str) -> tuple[str, list[Call], str] | None:
     d = _pick(rng, home, ("air_conditioner", "thermostat", "light", "tv", "speaker", "fan"))
     if d is None:
@@ -236,8 +255,9 @@ def _out_of_range(rng: random.Random, home: HomeSpec, lang: str) -> tuple[str, l
 
 def _missing(rng: random.Random, home: HomeSpec, lang: str) -> tuple[str, list[Call], str] | None:
     """A device of a kind this home does not have, named by its kind word (and maybe an area)."""
-    present = {_kind_key(d) for d in home.devices}
-    absent = [k for k in KINDS if k not in present and k[0] not in ("sensor", "scene")]
+    # By type, not (type, class): "스피커" fits every speaker, so a home with a soundbar has a speaker.
+    present = {d.type for d in home.devices}
+    absent = [k for k in KINDS if k[0] not in present and k[0] not in ("sensor", "scene")]
     if not absent:
         return None
     from ondol.home.homefile import DeviceSpec as Spec
@@ -260,7 +280,7 @@ def _none(rng: random.Random, home: HomeSpec, lang: str) -> tuple[str, list[Call
 
 
 _MAKERS: dict[str, Maker] = {"device": _device, "every": _every, "area": _area, "multi": _multi, "implied": _implied,
-                             "query": _query, "out_of_range": _out_of_range, "missing": _missing, "none": _none}
+                             "query": _query, "every_query": _every_query, "out_of_range": _out_of_range, "missing": _missing, "none": _none}
 
 
 def write_jsonl(path: Path, examples: list[Example]) -> None:

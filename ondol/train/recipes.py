@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +22,14 @@ from ondol.config import ModelConfig, RopeConfig
 class HomeRecipe:
     """Data, tokenizer and model sizes, and the training schedule."""
 
-    train_examples: int = 400_000
+    train_examples: int = 460_000
     eval_examples: int = 2_000
     seed: int = 1
     eval_seed: int = 1_000_003  # other homes, other phrasings: a held-out split, not a shuffle
     vocab_size: int = 4096
     hidden_size: int = 256
     intermediate_size: int = 704
-    layers: int = 6
+    layers: int = 8
     heads: int = 4
     kv_heads: int = 2
     max_positions: int = 128
@@ -37,6 +37,10 @@ class HomeRecipe:
     batch_size: int = 64
     lr: float = 2e-3
     threads: int | None = None
+    # Changes to the generator's mix for the training set only. Requests with several devices
+    # ("불 끄고 에어컨 24도로") are the hardest kind; training draws about 19 % of them instead of the
+    # usual 7 %, while the held-out split keeps the usual mix so its score stays comparable.
+    train_mix: dict[str, float] = field(default_factory=lambda: {"multi": 30.0})
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(architecture="llama", vocab_size=self.vocab_size, hidden_size=self.hidden_size,
@@ -59,7 +63,7 @@ def run_recipe(name: str, out: Path, *, progress: bool = True, resume: bool = Fa
                log: Callable[[str], None] = print, **overrides: Any) -> dict[str, Any]:
     """Run recipe ``name`` into ``out``: ``out/data``, ``out/tokenizer``, ``out/model`` (the HF
     folder), ``out/model/eval.json``. Returns the held-out scores."""
-    from ondol.train.data import generate, iter_text, write_homes, write_jsonl
+    from ondol.train.data import MIX, generate, iter_text, write_homes, write_jsonl
     from ondol.train.tokenizer import train_tokenizer
     from ondol.train.trainer import TrainConfig, train
 
@@ -69,7 +73,7 @@ def run_recipe(name: str, out: Path, *, progress: bool = True, resume: bool = Fa
     started = time.monotonic()
     if not (data / "train.jsonl").exists() or not resume:
         log(f"generating {recipe.train_examples:,} training and {recipe.eval_examples:,} held-out examples")
-        examples, homes = generate(recipe.train_examples, recipe.seed)
+        examples, homes = generate(recipe.train_examples, recipe.seed, mix=MIX | recipe.train_mix)
         held_out, eval_homes = generate(recipe.eval_examples, recipe.eval_seed, homes=max(20, recipe.eval_examples // 20))
         write_jsonl(data / "train.jsonl", examples)
         write_jsonl(data / "eval.jsonl", held_out)

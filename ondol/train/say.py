@@ -445,7 +445,7 @@ def area_question(rng: random.Random, area: str, lang: str) -> tuple[str, str]:
     ask = rng.choices(list(AREA_ASKS), [6, 3, 1])[0]
     ko, en = AREA_ASKS[ask]
     if lang == "ko":
-        q = rng.choice(ko)
+        q = ko_polite(rng, rng.choice(ko))
         return (f"{area}{q}" if q.startswith("에") else f"{area} {q}"), ask
     return rng.choice(en).format(a=area), ask
 
@@ -461,7 +461,8 @@ ASKS: dict[str, tuple[list[str], list[str]]] = {
     "remaining_minutes": (["{t} 얼마나 남았어?", "{t} 언제 끝나?", "{t} 몇 분 남았어?"],
                           ["how long until {t} is done?", "how much time is left on {t}?"]),
     "operational_state": (["{t} 돌아가고 있어?", "{t} 다 됐어?", "{t} 작동 중이야?"], ["is {t} running?", "is {t} done?"]),
-    "position": (["{t} 열려 있어?", "{t} 얼마나 열려 있어?", "{t} 닫혀 있어?"], ["is {t} open?", "are {t} closed?", "how far open is {t}?"]),
+    "position": (["{t} 열려 있어?", "{t} 얼마나 열려 있어?", "{t} 닫혀 있어?"],
+                 ["is {t} open?", "is {t} closed?", "how far open is {t}?"]),
     "volume": (["{t} 볼륨 몇이야?", "{t} 소리 몇으로 돼 있어?"], ["what's {t} volume?", "how loud is {t}?"]),
     "battery": (["{t} 배터리 얼마 남았어?", "{t} 배터리 몇 퍼센트야?"], ["how much battery does {t} have?", "what's {t} battery level?"]),
     "brightness": (["{t} 밝기 몇이야?", "{t} 밝기 어느 정도야?"], ["how bright is {t}?", "what's {t} brightness?"]),
@@ -485,7 +486,7 @@ def question(rng: random.Random, d: DeviceSpec, said: str, lang: str) -> tuple[s
         return None
     if not attributes or rng.random() < 0.15:
         if lang == "ko":
-            return f"{said} {rng.choice(['상태 알려줘', '상태 어때?', '어때?', '상태 좀 봐줘'])}", None
+            return ko_polite(rng, f"{said} {rng.choice(['상태 알려줘', '상태 어때?', '어때?', '상태 좀 봐줘'])}"), None
         return rng.choice([f"what's the status of {en_the(rng, said)}?", f"check {en_the(rng, said)}",
                            f"how is {en_the(rng, said)} doing?"]), None
     if d.type == "lock" and "lock_state" in attributes:
@@ -494,8 +495,38 @@ def question(rng: random.Random, d: DeviceSpec, said: str, lang: str) -> tuple[s
         ask = rng.choice(attributes)
     ko, en = ASKS[ask]
     if lang == "ko":
-        return rng.choice(ko).format(t=said), ask
+        return ko_polite(rng, rng.choice(ko).format(t=said)), ask
     return rng.choice(en).format(t=en_the(rng, said)), ask
+
+
+# Questions about several devices at once; {t} is said as every_target says it ("the bedroom lights").
+EVERY_ASKS: dict[str, tuple[list[str], list[str]]] = {
+    "power": (["{t} 켜져 있어?", "{t} 꺼져 있어?", "{t} 꺼졌어?", "{t} 켜져 있나?", "{t} 꺼져 있는지 알려줘"],
+              ["are {t} on?", "are {t} off?", "did i leave {t} on?", "are {t} still on?", "is any of {t} on?"]),
+    "position": (["{t} 열려 있어?", "{t} 닫혀 있어?", "{t} 얼마나 열려 있어?"],
+                 ["are {t} open?", "are {t} closed?", "how far open are {t}?"]),
+}
+
+
+def ko_polite(rng: random.Random, question: str) -> str:
+    """A casual Korean question or request made polite, sometimes: "잠겨 있어?" -> "잠겨 있나요?",
+    "몇 도야?" -> "몇 도예요?", "알려줘" -> "알려주세요"."""
+    if rng.random() < 0.6:
+        return question
+    if question.endswith("있어?"):
+        return question[:-2] + rng.choice(["어요?", "나요?", "습니까?"])
+    for casual, polite in (("어?", ["어요?"]), ("나?", ["나요?"]), ("야?", ["예요?"]), ("줘", ["주세요", "주실래요?"])):
+        if question.endswith(casual):
+            return question[: -len(casual)] + rng.choice(polite)
+    return question
+
+
+def every_question(rng: random.Random, said: str, ask: str, lang: str) -> tuple[str, str]:
+    ko, en = EVERY_ASKS[ask]
+    if lang == "ko":
+        return ko_polite(rng, rng.choice(ko).format(t=said)), ask
+    text = rng.choice(en).format(t=said)
+    return (text.replace("any of all ", "any of ") if text.startswith("is any") else text), ask
 
 
 def out_of_range(rng: random.Random, d: DeviceSpec, said: str, lang: str) -> tuple[str, str, dict[str, Any]] | None:

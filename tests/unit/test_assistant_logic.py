@@ -6,6 +6,8 @@ tests/e2e/test_assistant.py); these tests pin the conventions of docs/assistant-
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from ondol.home.assistant import Assistant, detect_language
@@ -207,3 +209,15 @@ def test_grounding_fixes_a_repeated_target_in_a_request_of_several():
     calls = ground(parse_calls("lock ( front door ) ; turn_off ( front door )"),
                    "lock the front door and turn off the entrance light", spec)
     assert [c.target for c in calls] == ["front door", "entrance light"]
+
+
+def test_a_refusal_the_device_state_gives_is_said_in_korean(demo):
+    home = demo[0]
+    r = ask(demo, "티비 일시정지해 줘", "pause ( 티비 )")
+    assert r.outcome == "refused" and r.reply == "죄송해요, 거실 티비는 지금 재생 중인 게 없어요."
+    assert ask(demo, "pause the tv", "pause ( tv )").reply == "Sorry, I can't do that: pause refused for the TV: nothing is playing."
+    assert ask(demo, "세탁기 울 코스로 시작해", "start ( 세탁기 ) cycle=wool").outcome == "done"
+    r = ask(demo, "세탁기 쾌속으로 바꿔줘", "set_mode ( 세탁기 ) mode=quick")
+    assert r.reply == "죄송해요, 세탁기는 지금 작동 중이에요. 코스는 멈춘 뒤에 바꿀 수 있어요."
+    assert home.state("washer.utility")["cycle"] == "wool"
+    assert not re.search("[A-Za-z]", r.reply)
