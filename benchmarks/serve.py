@@ -10,7 +10,7 @@
 Needs the ``bench`` extra (``pip install -e '.[bench]'``: llama-cpp-python's OpenAI server).
 
 The model is a random-weight Llama checkpoint written by ``ondol.demo.build`` (no download) and the
-same weights converted to GGUF by ``tests/gguf_writer.py``. ``--dtype f16`` (default) serves the
+same weights converted to GGUF by ``ondol/bench/gguf_writer.py``. ``--dtype f16`` (default) serves the
 bfloat16 folder with ``ondol serve --dtype bfloat16`` against the F16 GGUF (2 bytes a weight in
 both); ``--dtype f32`` serves float32 against F32.
 
@@ -99,7 +99,7 @@ def prepare_model(workdir: Path, hidden: int, layers: int, dtype_key: str) -> tu
     import torch
 
     from ondol.demo import build
-    from tests.gguf_writer import write_gguf
+    from ondol.bench.gguf_writer import write_gguf
 
     torch_dtype, _, qtype = DTYPES[dtype_key]
     folder = workdir / f"llama-{hidden}x{layers}-{torch_dtype}"

@@ -1,4 +1,4 @@
-"""``ondol`` command line: generate, chat, info, serve.
+"""``ondol`` command line: generate, chat, info, serve, quantize, bench (and home, train).
 
 User errors (a wrong path, a corrupt file, a prompt too long) print one line to stderr and exit 1;
 bad arguments exit 2 (argparse); Ctrl-C exits 130. No traceback reaches the user for any of them.
@@ -65,6 +65,28 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print JSON")
     i.set_defaults(run=_info)
 
+    q = sub.add_parser("quantize", help="write a weight-only int8 or int4 copy of a Hugging Face model folder")
+    q.add_argument("model", help="Hugging Face model folder (bf16/fp16/fp32 safetensors)")
+    q.add_argument("out", help="the folder to write (must not exist, or be empty)")
+    q.add_argument("--to", required=True, choices=["int8", "int4"], help="int8: 8-bit weights; int4: 4-bit weights")
+    q.add_argument("--group-size", type=int, choices=[32, 64, 128],
+                   help="inputs per scale (default: int8 one scale per output row, int4 64)")
+    q.add_argument("--symmetric", action="store_true", help="int4 without zeros (llama.cpp Q4_0's rounding)")
+    q.add_argument("--keep-head", action="store_true", help="leave the output head in full precision")
+    q.add_argument("--keep-embeddings", action="store_true",
+                   help="leave the token embeddings in full precision (tied embeddings follow the head)")
+    q.set_defaults(run=_quantize)
+
+    b = sub.add_parser("bench", help="measure ondol against llama.cpp and transformers on this machine")
+    b.add_argument("--quick", action="store_true", help="a small model shape: the whole run in about a minute")
+    b.add_argument("--repeats", type=_positive_int, help="runs of each system (default 3, --quick 1)")
+    b.add_argument("--out", default="bench-results", help="where bench.json, bench.md and bench.png go")
+    b.add_argument("--cache", help="where the benchmark's models are kept (default ~/.cache/ondol/bench)")
+    b.add_argument("--systems", nargs="+", metavar="SYSTEM",
+                   help="only these (ondol-bf16 ondol-int8 ondol-int4 llama.cpp-F16 llama.cpp-Q8_0 llama.cpp-Q4_0 "
+                        "transformers-bf16)")
+    b.set_defaults(run=_bench)
+
     v = sub.add_parser("serve", help="serve a model over an OpenAI-compatible HTTP API")
     v.add_argument("model", help="Hugging Face model folder or .gguf file")
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -124,6 +146,8 @@ def _size(text: str) -> int:
 def _model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                    help="runtime dtype (default: auto = as stored; float16 and quantized run as bfloat16)")
+    p.add_argument("--quant", choices=["int8", "int4"], help="quantize a full-precision model's weights as it loads "
+                                                             "(quantized files run as stored)")
     p.add_argument("--max-model-len", type=int, help="cap the context length (default: the model's)")
 
 
@@ -182,7 +206,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     open_checkpoint(args.model)  # a wrong path or a corrupt file fails here, before a server starts
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
-    wanted = {"dtype": args.dtype, "max_model_len": args.max_model_len, "kv_cache_bytes": args.kv_cache_memory,
+    wanted = {"dtype": args.dtype, "quant": args.quant, "max_model_len": args.max_model_len,
+              "kv_cache_bytes": args.kv_cache_memory,
               "max_num_seqs": args.max_num_seqs, "max_num_batched_tokens": args.max_num_batched_tokens,
               "enable_prefix_caching": False if args.no_prefix_caching else None, "progress": False}
     options = {k: v for k, v in wanted.items() if v is not None}
@@ -211,10 +236,40 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(app, args.host, args.port, log_level=args.log_level, on_ready=ready)
 
 
+def _quantize(args: argparse.Namespace) -> int:
+    from ondol.quant.convert import quantize_folder
+    from ondol.quant.formats import QuantSpec
+
+    options = {"head": not args.keep_head, "embeddings": not args.keep_embeddings}
+    if args.symmetric:
+        options["symmetric"] = True
+    spec = QuantSpec.named(args.to, args.group_size, **options)
+    r = quantize_folder(args.model, args.out, spec, progress=sys.stderr.isatty())
+    group = f"groups of {spec.group}" if spec.group else "one scale per row"
+    print(f"wrote {r.out}: {r.tensors_quantized} weights as int{spec.bits} ({group}), "
+          f"{r.bytes_in / 1e6:,.1f} MB -> {r.bytes_out / 1e6:,.1f} MB in {r.seconds:.1f} s")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from ondol.bench.run import SYSTEMS, BenchConfig, bench
+
+    cfg = BenchConfig(shape="quick" if args.quick else "llama-3.2-1b", repeats=args.repeats or (1 if args.quick else 3),
+                      out=Path(args.out), systems=tuple(args.systems or SYSTEMS))
+    if args.cache:
+        cfg.cache = Path(args.cache)
+    report = bench(cfg, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    from ondol.bench.run import markdown
+
+    print(markdown(report))
+    print(f"wrote {cfg.out / 'bench.json'}, bench.md and bench.png")
+    return 0
+
+
 def _load(args: argparse.Namespace):
     from ondol.llm import LLM
 
-    return LLM(args.model, dtype=args.dtype, max_model_len=args.max_model_len)
+    return LLM(args.model, dtype=args.dtype, quant=args.quant, max_model_len=args.max_model_len)
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -340,8 +395,9 @@ def _info(args: argparse.Namespace) -> int:
     ck = open_checkpoint(args.model)
     cfg = ck.config
     dtype = runtime_dtype(ck)
-    # Runtime weights: every parameter in the runtime dtype (quantized files are expanded for now).
-    weights = cfg.num_parameters * dtype.itemsize
+    # Runtime weights: every parameter in the runtime dtype; quantized files stay quantized, about
+    # their size on disk (Q6_K/Q4_K blocks take 10-40 % more as ondol's layouts).
+    weights = ck.size_bytes if ck.quantized else cfg.num_parameters * dtype.itemsize
     kv = cfg.kv_bytes_per_token(dtype.itemsize) * cfg.max_position_embeddings
     info = {
         "path": str(ck.path),
@@ -349,6 +405,7 @@ def _info(args: argparse.Namespace) -> int:
         "architecture": cfg.architecture,
         "parameters": cfg.num_parameters,
         "stored_types": ck.tensor_types,
+        "quantization": ck.quant.to_json() if ck.quant else None,
         "runtime_dtype": str(dtype).removeprefix("torch."),
         "size_on_disk_bytes": ck.size_bytes,
         "memory_weights_bytes": weights,
@@ -375,7 +432,9 @@ def _info(args: argparse.Namespace) -> int:
     t.add_column()
     rows = [
         ("model", info["path"]),
-        ("format", ck.format + "  (" + ", ".join(f"{k}×{v}" for k, v in ck.tensor_types.items()) + ")"),
+        ("format", ck.format + "  (" + ", ".join(f"{k}×{v}" for k, v in ck.tensor_types.items()) + ")"
+         + (f"  ·  ondol int{ck.quant.bits}, " + (f"groups of {ck.quant.group}" if ck.quant.group else "per row")
+            if ck.quant else "")),
         ("architecture", f"{cfg.architecture}  ·  {cfg.num_hidden_layers} layers, hidden {cfg.hidden_size}, "
                          f"{cfg.num_attention_heads} heads / {cfg.num_key_value_heads} kv, head_dim {cfg.head_dim}"),
         ("parameters", _count(cfg.num_parameters)),

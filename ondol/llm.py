@@ -36,16 +36,20 @@ Message = dict[str, Any]
 
 
 class LLM:
-    def __init__(self, model: str | Path, *, dtype: str | torch.dtype = "auto", max_model_len: int | None = None,
+    def __init__(self, model: str | Path, *, dtype: str | torch.dtype = "auto", quant: str | None = None,
+                 kernels: str = "auto", max_model_len: int | None = None,
                  progress: bool | None = None, kv_cache_bytes: int = 1 << 30, max_num_seqs: int = 64,
                  max_num_batched_tokens: int = 512, block_size: int = 16, enable_prefix_caching: bool = True,
                  num_kv_blocks: int | None = None) -> None:
         """Load a model. ``dtype`` "auto" keeps fp32/bf16 checkpoints as stored and runs fp16 and
-        quantized ones in bf16. ``max_model_len`` caps the context below the model's own; left
-        unset, it is the model's context or what ``kv_cache_bytes`` holds, whichever is less.
+        quantized ones in bf16. ``quant`` ("int8" or "int4") quantizes a full-precision model's
+        weights as they load (quantized files run as stored; docs/quantization.md); ``kernels``
+        "reference" runs quantized matmuls in plain PyTorch. ``max_model_len`` caps the context
+        below the model's own; left unset, it is the model's context or what ``kv_cache_bytes``
+        holds, whichever is less.
         ``progress`` shows a loading bar (default: when stderr is a terminal). The rest size the
         engine: KV-cache memory, requests and tokens per step, block size, prefix caching."""
-        loaded = load(model, dtype=dtype, progress=progress)
+        loaded = load(model, dtype=dtype, progress=progress, quant=quant, kernels=kernels)
         self.checkpoint = loaded.checkpoint
         self.config = loaded.config
         self.model = loaded.model

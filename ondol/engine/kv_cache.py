@@ -123,7 +123,9 @@ class PagedStep:
         decode = [s for s in seqs if s.length == 1]
         self.chunks = [(s, cache.slots(s.block_ids, 0, s.end)) for s in seqs if s.length > 1]
         self.decode_rows = torch.tensor([s.row for s in decode], dtype=torch.int64)
-        self.decode_slots = self.decode_mask = None
+        self.decode_slots = self.decode_mask = self.decode_lengths = None
+        # Only single-token spans, each seeing all its keys: what the fused decode step (model/fused.py) runs.
+        self.decode_only = not self.chunks and all(cache.window is None or s.end <= cache.window for s in decode)
         if decode:
             s_max = max(s.end for s in decode)
             slots = torch.empty(len(decode), s_max, dtype=torch.int64)
@@ -137,6 +139,7 @@ class PagedStep:
                 key_pos[i, : s.end] = torch.arange(s.end)
             q_pos = torch.tensor([[s.start] for s in decode])
             self.decode_slots = slots
+            self.decode_lengths = torch.tensor([s.end for s in decode], dtype=torch.int64)
             self.decode_mask = causal_mask(q_pos, key_pos, cache.window)  # [n, 1, 1, S_max]
         self._chunk_masks = [
             causal_mask(torch.arange(s.start, s.end)[None], torch.arange(s.end)[None], cache.window)

@@ -19,8 +19,11 @@ import torch
 from torch import nn
 
 from ondol.config import ModelConfig
-from ondol.errors import ModelFormatError, ModelNotFoundError, OndolError
+from ondol.errors import ModelFormatError, ModelNotFoundError, OndolError, UnsupportedModelError
 from ondol.model import LlamaForCausalLM
+from ondol.quant.formats import QuantSpec, QuantTensor, quantize
+from ondol.model.fused import FusedDecode
+from ondol.quant.modules import QuantEmbedding, QuantLinear, use_kernels
 
 if TYPE_CHECKING:
     from ondol.tokenizer import Tokenizer
@@ -29,15 +32,19 @@ GGUF_MAGIC = b"GGUF"
 PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt", ".pkl")
 # Tensors some checkpoints carry that the model derives itself.
 DERIVED = ("rotary_emb.inv_freq",)
+QUANTIZED_GGUF = ("Q8_0", "Q4_0", "Q4_K", "Q6_K")
+QUANT_PARTS = ("qweight", "scales", "zeros")
 
 
 class TensorSource(Protocol):
-    """Tensors of one file by HF name: ``tensor`` may be a view of a memory map; ``release`` frees
-    the source's memory for a tensor once a converted copy of it exists."""
+    """Tensors of one file by HF name: ``tensor`` may be a view of a memory map; ``quantized`` gives
+    a tensor stored in quantized blocks as a QuantTensor (None for float tensors); ``release``
+    frees the source's memory for a tensor once a converted copy of it exists."""
 
     def keys(self) -> list[str]: ...
     def nbytes(self, name: str) -> int: ...
     def tensor(self, name: str) -> torch.Tensor: ...
+    def quantized(self, name: str) -> QuantTensor | None: ...
     def release(self, name: str) -> None: ...
 
 
@@ -51,6 +58,12 @@ class Checkpoint:
     tensor_types: dict[str, int]  # stored type name -> tensor count, e.g. {"BF16": 201} or {"Q4_0": 154, "F32": 45}
     make_tokenizer: Callable[[], Tokenizer]
     generation_config: dict[str, Any] = field(default_factory=dict)
+    quant: QuantSpec | None = None  # an ondol-quantized folder's quantization_config
+
+    @property
+    def quantized(self) -> bool:
+        """Whether weights are stored quantized (an ondol folder, or GGUF blocks ondol computes on)."""
+        return self.quant is not None or any(t in QUANTIZED_GGUF for t in self.tensor_types)
 
 
 @dataclass
@@ -113,7 +126,16 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _open_hf(folder: Path) -> Checkpoint:
     from ondol.loaders.safetensors import SafetensorsFile, weight_files
 
-    config = ModelConfig.from_hf(_read_json(folder / "config.json"))
+    raw = _read_json(folder / "config.json")
+    config = ModelConfig.from_hf(raw)
+    quant = None
+    if raw.get("quantization_config") is not None:
+        qc = raw["quantization_config"]
+        if not isinstance(qc, dict) or qc.get("quant_method") != "ondol":
+            method = qc.get("quant_method") if isinstance(qc, dict) else qc
+            raise UnsupportedModelError(f"{folder.name} is quantized with {method!r}, which ondol does not run; "
+                                        "use the full-precision model (ondol quantizes it itself) or a GGUF file.")
+        quant = QuantSpec.from_json(qc)
     files = weight_files(folder)
     sources = [SafetensorsFile(f) for f in files]
     types: dict[str, int] = {}
@@ -131,6 +153,7 @@ def _open_hf(folder: Path) -> Checkpoint:
         tensor_types=types,
         make_tokenizer=lambda: _hf_tokenizer(folder),
         generation_config=_read_json(gen_path) if gen_path.exists() else {},
+        quant=quant,
     )
 
 
@@ -157,14 +180,28 @@ def runtime_dtype(checkpoint: Checkpoint, dtype: str | torch.dtype = "auto") -> 
     return torch.float32 if stored in ("float32", "F32") else torch.bfloat16
 
 
-def load(path: str | Path, dtype: str | torch.dtype = "auto", progress: bool | None = None) -> LoadedModel:
+def load(path: str | Path, dtype: str | torch.dtype = "auto", progress: bool | None = None,
+         quant: str | QuantSpec | None = None, kernels: str = "auto") -> LoadedModel:
+    """Load a model for inference. ``quant`` ("int8", "int4" or a QuantSpec) quantizes a
+    full-precision checkpoint tensor by tensor as it loads; quantized checkpoints (an ondol
+    quantized folder, GGUF Q8_0/Q4_0/Q4_K/Q6_K tensors) stay quantized as stored. ``kernels``
+    picks the matmuls: "auto" (the fastest this machine has), "compiled", "torch" or "reference";
+    with the compiled kernels, decode steps run all layers in one call (model/fused.py)."""
     checkpoint = open_checkpoint(path)
+    spec = QuantSpec.named(quant) if isinstance(quant, str) else quant
+    if spec is not None and checkpoint.quantized:
+        raise OndolError(f"{checkpoint.path.name} is already quantized "
+                         f"({', '.join(sorted(checkpoint.tensor_types))}); load it without quant=.")
     tokenizer = checkpoint.make_tokenizer()
     target = runtime_dtype(checkpoint, dtype)
     with torch.device("meta"):
         model = LlamaForCausalLM(checkpoint.config)
-    _assign_weights(model, checkpoint, target, _show_progress(progress))
+    _assign_weights(model, checkpoint, target, _show_progress(progress), spec)
     model.eval()
+    from ondol.quant.kernels import kernels_named
+
+    use_kernels(model, kernels_named(kernels))
+    model.fused = FusedDecode.build(model)  # None unless every linear runs on the compiled kernels
     return LoadedModel(checkpoint, model, tokenizer)
 
 
@@ -172,35 +209,69 @@ def _show_progress(progress: bool | None) -> bool:
     return sys.stderr.isatty() if progress is None else progress
 
 
-def _assign_weights(model: LlamaForCausalLM, ckpt: Checkpoint, dtype: torch.dtype, progress: bool) -> None:
+def _quantized_modules(model: LlamaForCausalLM, spec: QuantSpec | None) -> set[str]:
+    """Names of the modules a QuantSpec quantizes at load: every linear of the decoder layers, the
+    head and the embeddings as it says (tied embeddings follow the head)."""
+    if spec is None:
+        return set()
+    names = {n for n, m in model.model.layers.named_modules(prefix="model.layers") if isinstance(m, nn.Linear)}
+    tie = model.config.tie_word_embeddings
+    if spec.head:
+        names.add("lm_head")
+    if (spec.head if tie else spec.embeddings):
+        names.add("model.embed_tokens")
+    return names
+
+
+def _assign_weights(model: LlamaForCausalLM, ckpt: Checkpoint, dtype: torch.dtype, progress: bool,
+                    spec: QuantSpec | None = None) -> None:
     params = dict(model.named_parameters())
     tie = ckpt.config.tie_word_embeddings
     if tie:
         params.pop("lm_head.weight")
+    to_quantize = _quantized_modules(model, spec)
     loaded: set[str] = set()
     unexpected: list[str] = []
+    parts: dict[str, dict[str, torch.Tensor]] = {}  # module -> qweight/scales/zeros of an ondol folder
     total = sum(s.nbytes(n) for s in ckpt.sources for n in s.keys())
     with _progress_bar(progress, total, f"Loading {ckpt.path.name}") as advance:
         for source in ckpt.sources:
             for name in source.keys():
                 advance(source.nbytes(name))
+                module, _, leaf = name.rpartition(".")
                 if name.endswith(DERIVED) or (tie and name == "lm_head.weight"):
+                    continue
+                if leaf in QUANT_PARTS and f"{module}.weight" in params:
+                    parts.setdefault(module, {})[leaf] = source.tensor(name)
                     continue
                 if name not in params:
                     unexpected.append(name)
                     continue
+                t = source.quantized(name)
+                group = spec.group_for(params[name].shape[1]) if module in to_quantize and leaf == "weight" else None
+                if t is None and group is not None:
+                    t = quantize(source.tensor(name), spec.bits, group, spec.symmetric)
+                if t is not None:
+                    _check_shape(name, t.shape, params[name].shape)
+                    source.release(name)
+                    _swap(model, module, t, dtype)
+                    loaded.add(name)
+                    continue
                 t = source.tensor(name)
-                want = params[name].shape
-                if tuple(t.shape) != tuple(want):
-                    raise ModelFormatError(
-                        f"Tensor {name} has shape {tuple(t.shape)}, but the config implies {tuple(want)}."
-                    )
+                _check_shape(name, t.shape, params[name].shape)
                 if t.dtype != dtype:
                     t = t.to(dtype)
                     source.release(name)
-                module, _, leaf = name.rpartition(".")
                 model.get_submodule(module)._parameters[leaf] = nn.Parameter(t, requires_grad=False)
                 loaded.add(name)
+    for module, found in parts.items():
+        if ckpt.quant is None or "qweight" not in found or "scales" not in found:
+            raise ModelFormatError(f"{module} has quantized parts ({', '.join(sorted(found))}) but "
+                                   "config.json has no complete ondol quantization_config and tensors to match.")
+        t = QuantTensor.from_parts(ckpt.quant.bits, found["qweight"], found["scales"], found.get("zeros"), module)
+        _check_shape(f"{module}.weight", t.shape, params[f"{module}.weight"].shape)
+        _swap(model, module, t, dtype)
+        loaded.add(f"{module}.weight")
     missing = sorted(set(params) - loaded)
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
@@ -209,7 +280,32 @@ def _assign_weights(model: LlamaForCausalLM, ckpt: Checkpoint, dtype: torch.dtyp
         shown = ", ".join(unexpected[:5])
         raise ModelFormatError(f"The checkpoint has tensors this architecture does not use: {shown}.")
     if tie:
-        model.tie_weights()
+        embed = model.model.embed_tokens
+        if isinstance(embed, QuantEmbedding):
+            model.lm_head = QuantLinear(embed.tensor())  # the same buffers: one table in memory
+        else:
+            model.tie_weights()
+
+
+def _check_shape(name: str, got, want) -> None:
+    if tuple(got) != tuple(want):
+        raise ModelFormatError(f"Tensor {name} has shape {tuple(got)}, but the config implies {tuple(want)}.")
+
+
+def _swap(model: nn.Module, name: str, t: QuantTensor, dtype: torch.dtype) -> None:
+    """Put the quantized form of module ``name`` (a Linear or an Embedding on the meta device) in its
+    place, keeping a bias already assigned."""
+    parent, _, attr = name.rpartition(".")
+    owner = model.get_submodule(parent) if parent else model
+    old = getattr(owner, attr)
+    if isinstance(old, nn.Embedding):
+        new: nn.Module = QuantEmbedding(t, dtype)
+    else:
+        bias = old._parameters.get("bias")
+        new = QuantLinear(t, None if bias is None or bias.is_meta else bias.data)
+        if bias is not None and bias.is_meta:
+            new._parameters["bias"] = bias  # assigned when the loader reaches it; reported missing if never
+    setattr(owner, attr, new)
 
 
 class _progress_bar:

@@ -1,9 +1,10 @@
 """Reading llama.cpp GGUF files: metadata -> ModelConfig, tensors by Hugging Face name.
 
 The file is memory-mapped (gguf-py's ``GGUFReader``, private copy-on-write mapping) and never read
-whole. F32/F16/BF16 tensors are zero-copy torch views of the map; Q8_0, Q4_0, Q4_K and Q6_K are
-dequantized to float32 one tensor at a time, when the loader asks. Any other tensor type is refused
-when the file is opened, before a single weight is loaded.
+whole. F32/F16/BF16 tensors are zero-copy torch views of the map; Q8_0, Q4_0, Q4_K and Q6_K blocks
+become ondol's int8/int4 layouts (``quantized()``, gguf_quant.py) with no float copy, or float32
+when a caller asks for a float tensor (a quantized embedding row lookup, tests). Any other tensor
+type is refused when the file is opened, before a single weight is loaded.
 
 Three things differ from a Hugging Face checkpoint and are undone here:
 
@@ -35,8 +36,10 @@ from gguf.quants import dequantize
 from ondol.config import ModelConfig, RopeConfig
 from ondol.errors import ModelFormatError, UnsupportedModelError
 from ondol.loaders import Checkpoint
+from ondol.loaders.gguf_quant import QUANTIZED, quant_tensor
 from ondol.loaders.names import NO_HF_COUNTERPART, gguf_to_hf
 from ondol.model.rope import inv_frequencies
+from ondol.quant.formats import QuantTensor
 
 # llama.cpp writes Mistral as "llama"; "mistral" is accepted in case a writer uses it.
 SUPPORTED_ARCHITECTURES = ("llama", "mistral", "qwen2")
@@ -245,6 +248,22 @@ class GGUFFile:
         if x.shape[0] % (2 * heads):
             raise ModelFormatError(f"Tensor {name} has shape {tuple(x.shape)}, which does not split into {heads} heads.")
         return unpermute_rope_rows(x, heads)
+
+    def quantized(self, name: str) -> QuantTensor | None:
+        """The tensor as ondol's quantized layout (gguf_quant.py) if it is stored in llama.cpp blocks
+        ondol computes on directly (Q8_0, Q4_0, Q4_K, Q6_K); None for float tensors."""
+        t = self.entries[name]
+        if t.tensor_type not in QUANTIZED:
+            return None
+        q = quant_tensor(t.data, t.tensor_type, torch_shape(t), name)
+        heads = self.rope_heads.get(name)
+        if heads is not None:
+            if q.shape[0] % (2 * heads):
+                raise ModelFormatError(f"Tensor {name} has {q.shape[0]} rows, which do not split into {heads} heads.")
+            q.qweight, q.scales = unpermute_rope_rows(q.qweight, heads), unpermute_rope_rows(q.scales, heads)
+            if q.zeros is not None:
+                q.zeros = unpermute_rope_rows(q.zeros, heads)
+        return q
 
     def release(self, name: str) -> None:
         """Drop the tensor's whole pages from memory once a converted copy exists; pages of a private

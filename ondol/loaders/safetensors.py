@@ -94,6 +94,9 @@ class SafetensorsFile:
             return torch.frombuffer(bytearray(self._map[offset : offset + end - begin]), dtype=dtype).reshape(shape)
         return torch.frombuffer(self._map, dtype=dtype, count=(end - begin) // dtype.itemsize, offset=offset).reshape(shape)
 
+    def quantized(self, name: str) -> None:
+        return None  # an ondol quantized folder stores its parts as tensors of their own
+
     def release(self, name: str) -> None:
         """Drop the tensor's pages from memory once a converted copy exists.
 

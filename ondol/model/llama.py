@@ -101,10 +101,11 @@ class LlamaForCausalLM(nn.Module):
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         # Not a parameter: a checkpoint never holds it, and it must stay float32 whatever the dtype.
         self.inv_freq = inv_frequencies(cfg.rope, cfg.head_dim)
+        self.fused = None  # a FusedDecode (fused.py) the loader sets when this model's kernels allow it
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.model.embed_tokens.weight.dtype
+        return self.model.norm.weight.dtype  # the embeddings may be quantized
 
     def tie_weights(self) -> None:
         self.lm_head.weight = self.model.embed_tokens.weight
@@ -118,8 +119,11 @@ class LlamaForCausalLM(nn.Module):
         x = self.model.embed_tokens(tokens)
         cos, sin = cos_sin(self.inv_freq, positions, x.dtype)  # [B, 1, T, D], shared by every layer
         cache.prepare(positions)  # once per forward: masks, gather indices
-        for layer in self.model.layers:
-            x = layer(x, cos, sin, cache)
+        if self.fused is not None and self.fused.applies(cache, tokens.shape[1]):
+            x = self.fused(x, cos, sin, cache)  # all layers in one compiled call
+        else:
+            for layer in self.model.layers:
+                x = layer(x, cos, sin, cache)
         if select is not None:
             x = x[:, select]
         return self.lm_head(self.model.norm(x)).float()

@@ -2,7 +2,7 @@
 files converted the way llama.cpp converts them must compute the same logits.
 
 The HF side is ``ondol.loaders.load(folder)``; the GGUF side is ``load(file)`` on files written by
-``tests/gguf_writer.py`` (llama.cpp's naming, q/k permutation, rope_freqs, quantization). Two checks
+``ondol/bench/gguf_writer.py`` (llama.cpp's naming, q/k permutation, rope_freqs, quantization). Two checks
 per file: exact agreement (1e-6) with the HF model whose weights went through the same quantization,
 and the quantization error against the original, relative to the logits' standard deviation (~0.16
 here) with tolerances ~2x the measured maxima (TOLERANCE). K-quants, which gguf-py cannot write,
@@ -22,7 +22,7 @@ from gguf import GGMLQuantizationType as QType
 from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config,
                           Qwen2ForCausalLM)
 
-from tests.gguf_writer import llama3_rope_freqs, permute, write_gguf
+from ondol.bench.gguf_writer import llama3_rope_freqs, permute, write_gguf
 from tests.tokenizer_fixtures import TEST_STRINGS, byte_level_bpe, gguf_fields, save_hf_folder, spm_bpe
 
 from ondol.config import ModelConfig, rope_from_hf
@@ -150,14 +150,17 @@ def roundtrip(w: torch.Tensor, qtype: str) -> torch.Tensor:
 @pytest.mark.parametrize("name", list(MODELS))
 def test_logits_match_hf(name, qtype, hf_dirs, gguf_file, hf_loaded):
     ref = hf_loaded[name]
-    got = load(gguf_file(name, qtype), dtype="float32", progress=False)
+    # The reference kernels multiply the stored blocks' values in float32, as the HF side does.
+    got = load(gguf_file(name, qtype), dtype="float32", progress=False, kernels="reference")
     # Mistral is written as "llama" and llama.cpp drops its sliding window (4096, beyond these prompts).
     want = ref.config.replace(torch_dtype=None)
     if name == "mistral":
         want = want.replace(architecture="llama", sliding_window=None)
     assert got.config == want
     n_tensors = len(got.checkpoint.sources[0].keys()) + (name == "llama32")  # + rope_freqs
-    n_2d = sum(p.dim() == 2 for p in got.model.parameters())  # tied embeddings counted once
+    # tied embeddings counted once; quantized matrices are modules with a qweight buffer
+    tables = {b.data_ptr() for n, b in got.model.named_buffers() if n.endswith("qweight")}
+    n_2d = sum(p.dim() == 2 for p in got.model.parameters()) + len(tables)
     types = {"F32": n_tensors} if qtype == "F32" else {qtype: n_2d, "F32": n_tensors - n_2d}
     assert got.checkpoint.tensor_types == types
     assert got.checkpoint.size_bytes == gguf_file(name, qtype).stat().st_size
@@ -194,14 +197,19 @@ def test_f32_and_f16_tensors_are_views_of_the_file(gguf_file):
         assert torch.equal(source.tensor("model.layers.0.mlp.down_proj.weight"), down)
 
 
-def test_auto_dtype_runs_quantized_files_in_bfloat16(gguf_file, hf_loaded):
-    # Converting each dequantized tensor to bf16 goes through the source's release().
-    got = load(gguf_file("qwen2", "Q8_0"), progress=False)
+@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_0"])
+def test_quantized_files_run_on_their_blocks_in_bfloat16(qtype, gguf_file, hf_loaded):
+    got = load(gguf_file("qwen2", qtype), progress=False)
     assert got.model.dtype == torch.bfloat16
+    # every matrix stays in its blocks: no full-precision copy of any of them
+    assert not any(isinstance(m, (torch.nn.Linear, torch.nn.Embedding)) for m in got.model.modules())
+    assert all(p.dim() == 1 for p in got.model.parameters())
+    bits = {"Q8_0": 8, "Q4_0": 4}[qtype]
+    assert {(m.bits, m.group) for m in got.model.modules() if hasattr(m, "qweight")} == {(bits, 32)}
     tokens = torch.arange(10)
     logits = run(got.model, got.config, tokens)
     want = run(hf_loaded["qwen2"].model, hf_loaded["qwen2"].config, tokens)
-    assert (logits - want).abs().max() / want.std() < 0.3
+    assert (logits - want).abs().max() / want.std() < TOLERANCE[qtype] + 0.3
 
 
 # --- llama3 rope recovery ----------------------------------------------------------------------
@@ -296,6 +304,11 @@ def test_k_quants_match_gguf_dequantize(tmp_path):
         got = source.tensor(gguf_to_hf(name))
         assert got.dtype == torch.float32 and torch.isfinite(got).all()
         assert torch.equal(got, want), name
+        # Kept in blocks (gguf_quant.py): the same values but for scales rounded to float16.
+        blocks = source.quantized(gguf_to_hf(name))
+        assert (blocks.bits, blocks.group) == ({QType.Q4_K: 4, QType.Q6_K: 8}[qtype], {QType.Q4_K: 32, QType.Q6_K: 16}[qtype])
+        err = (blocks.dequantize() - want).abs().max().item()
+        assert err <= 2e-3 * want.abs().max().item(), (name, err)
 
 
 @pytest.mark.parametrize("qtype", [QType.Q5_K, QType.IQ2_XXS])

@@ -1,6 +1,7 @@
 """Convert a small Hugging Face Llama/Mistral/Qwen2 folder to GGUF the way llama.cpp does.
 
-A test-only stand-in for llama.cpp's ``convert_hf_to_gguf.py`` (``LlamaModel`` / ``Qwen2Model``),
+A stand-in for llama.cpp's ``convert_hf_to_gguf.py`` (``LlamaModel`` / ``Qwen2Model``), used by the
+tests and by ``ondol bench`` (which then quantizes with llama.cpp's own quantizer),
 written with gguf-py's ``GGUFWriter`` and its own name map (``gguf.get_tensor_name_map``), not with
 ondol's table, so the tests check ondol against llama.cpp's naming rather than against itself:
 

@@ -1,0 +1,86 @@
+"""One decode row through each linear kernel, as weight bytes read per second, against this
+machine's memory read bandwidth and PyTorch's own kernels in the same run.
+
+    .venv/bin/python -m benchmarks.kernels            # K=2048, N=8192 (a Llama-3.2-1B MLP matrix)
+    .venv/bin/python -m benchmarks.kernels --k 8192 --n 2048 --repeats 7
+
+Each kernel runs back to back ``--calls`` times per repeat; the median over repeats is reported.
+The bandwidth line reads a 1 GiB tensor (sum of int8 as int32 accumulators) with all threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from ondol.quant.formats import quantize
+from ondol.quant.kernels import CompiledKernels, TorchKernels
+from ondol.quant.modules import KernelLinear, QuantLinear
+
+
+def read_bandwidth(nbytes: int = 1 << 30, repeats: int = 5) -> float:
+    """Bytes per second a full-core reduction reads from memory (a lower bound on the peak)."""
+    data = torch.ones(nbytes // 4, dtype=torch.float32)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        data.sum()
+        times.append(time.perf_counter() - t)
+    return nbytes / min(times)
+
+
+def timed(fn, calls: int, repeats: int) -> float:
+    """Median seconds per call."""
+    fn()
+    per_call = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        per_call.append((time.perf_counter() - t) / calls)
+    return statistics.median(per_call)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--k", type=int, default=2048)
+    p.add_argument("--n", type=int, default=8192)
+    p.add_argument("--rows", type=int, default=1)
+    p.add_argument("--calls", type=int, default=50)
+    p.add_argument("--repeats", type=int, default=5)
+    args = p.parse_args()
+    torch.manual_seed(0)
+    w = torch.randn(args.n, args.k) * 0.02
+    x = torch.randn(args.rows, args.k).to(torch.bfloat16)
+    compiled, native = CompiledKernels(), TorchKernels()
+    cases = {}
+    dense = torch.nn.Linear(args.k, args.n, bias=False).to(torch.bfloat16)
+    dense.weight.data.copy_(w)
+    cases["bf16 torch F.linear"] = (lambda: torch.nn.functional.linear(x, dense.weight), dense.weight.nbytes)
+    dense.__class__ = KernelLinear
+    dense.kernels = compiled
+    cases["bf16 ondol"] = (lambda: dense(x), dense.weight.nbytes)
+    for bits, group, sym in ((8, args.k, True), (8, 32, True), (4, 32, True), (4, 64, False), (4, 128, False)):
+        t = quantize(w, bits, group, sym)
+        label = f"int{bits} g{group if group != args.k else 'row'}{'' if sym else ' zeros'}"
+        for kernels in (native, compiled):
+            m = QuantLinear(t)
+            m.kernels = kernels
+            kernels.prepare(m)
+            if kernels is native and m.packed[0] == "dequantize":
+                continue  # PyTorch has no kernel for this layout
+            cases[f"{label} {kernels.name}"] = (lambda m=m: m(x), t.nbytes)
+    bandwidth = read_bandwidth()
+    print(f"memory read bandwidth: {bandwidth / 1e9:.1f} GB/s; rows={args.rows} K={args.k} N={args.n}")
+    print(f"{'kernel':28} {'us/call':>9} {'GB/s':>7} {'of bw':>6}")
+    with torch.inference_mode():
+        for name, (fn, nbytes) in cases.items():
+            s = timed(fn, args.calls, args.repeats)
+            print(f"{name:28} {s * 1e6:9.1f} {nbytes / s / 1e9:7.1f} {nbytes / s / bandwidth:6.0%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""``ondol bench``: ondol against llama.cpp and transformers on the machine at hand (docs/performance.md)."""

@@ -1,0 +1,84 @@
+"""Building ondol's compiled CPU kernels (csrc/kernels.cpp) on the machine that runs them.
+
+The sources (csrc/) ship in the package; the first process that wants the kernels compiles it with the
+machine's C++ compiler for the machine's CPU (``-march=native``) through PyTorch's extension
+builder, into a cache folder keyed by the source, PyTorch's version and the CPU, and every later
+process just loads the library (torch's builder takes a file lock, so two processes never build
+at once). The kernels need AVX-512 with BF16 and VNNI; on any other CPU, or without a compiler,
+``load()`` says why and ondol runs PyTorch's own kernels instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+CSRC = Path(__file__).with_name("csrc")  # kernels.cpp (the matmuls), decode.cpp (the fused decode step)
+NEEDED_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_bf16", "avx512_vnni", "f16c")
+
+
+class KernelsUnavailable(RuntimeError):
+    pass
+
+
+def cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    return set(line.partition(":")[2].split())
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "ondol" / "kernels"
+
+
+_outcome: KernelsUnavailable | bool | None = None  # a library loads once per process, and so does a failure
+
+
+def load(quiet: bool = False) -> None:
+    """Build (once per machine) and load the kernels into torch.ops.ondol, or raise
+    KernelsUnavailable with the reason."""
+    global _outcome
+    if _outcome is None:
+        try:
+            _build(quiet)
+            _outcome = True
+        except KernelsUnavailable as e:
+            _outcome = e
+    if _outcome is not True:
+        raise _outcome
+
+
+def _build(quiet: bool) -> None:
+    if platform.machine() not in ("x86_64", "AMD64"):
+        raise KernelsUnavailable(f"ondol's compiled kernels are for x86-64 CPUs, not {platform.machine()}")
+    missing = [f for f in NEEDED_FLAGS if f not in cpu_flags()]
+    if missing:
+        raise KernelsUnavailable(f"this CPU lacks {', '.join(missing)}")
+    if not (shutil.which("c++") or shutil.which("g++")):
+        raise KernelsUnavailable("no C++ compiler (c++ or g++) is installed")
+    sources = sorted(CSRC.glob("*.cpp"))
+    source = b"".join(p.read_bytes() for p in sorted(CSRC.iterdir()) if p.suffix in (".cpp", ".h"))
+    key = hashlib.sha256(source + torch.__version__.encode() + " ".join(sorted(cpu_flags())).encode()).hexdigest()[:16]
+    folder = cache_dir() / key
+    folder.mkdir(parents=True, exist_ok=True)
+    built = any(folder.glob("*.so"))
+    if not built and not quiet:
+        print("ondol: compiling its CPU kernels for this machine (once; about a minute)...", file=sys.stderr, flush=True)
+    from torch.utils import cpp_extension
+
+    try:
+        cpp_extension.load(name=f"ondol_kernels_{key}", sources=[str(p) for p in sources], build_directory=str(folder),
+                           extra_cflags=["-O3", "-march=native", "-fno-math-errno"], is_python_module=False,
+                           verbose=False)
+    except (RuntimeError, OSError, ImportError) as e:
+        raise KernelsUnavailable(f"compiling {CSRC} failed: {str(e).strip().splitlines()[-1]}") from e

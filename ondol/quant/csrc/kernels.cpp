@@ -1,0 +1,355 @@
+// ondol's CPU kernels for one decode step: y[M, N] = x[M, K] @ W[N, K]^T for a few rows of x
+// (M <= 16), with W in bf16, int8 or int4 (ondol/quant/formats.py), and the dequantizer the
+// prefill path uses before a bf16 GEMM. Built at first use by ondol/quant/build.py with the
+// machine's compiler for the machine's CPU (-march=native); every op has a plain-PyTorch
+// counterpart in ondol/quant/kernels.py that tests compare it against.
+//
+// Decode reads every weight once per token, so these loops are about streaming weight bytes at
+// memory speed: rows are split between threads (at::parallel_for, torch's own pool), four rows at
+// a time share each load of x, and the inner loops are AVX-512 (BF16 dot products for bf16,
+// VNNI u8 x s8 dot products for int4).
+//
+// Shapes: x [M, K] contiguous; W rows contiguous; scales/zeros float16 [N, K / group].
+
+#include "kernels.h"
+
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+#include <immintrin.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace {
+
+using at::Tensor;
+using bf16 = c10::BFloat16;
+
+constexpr int64_t TILE = 4;  // rows of W per inner loop
+
+inline float half_to_float(const c10::Half* p) { return static_cast<float>(*p); }
+
+template <typename Out>
+inline void store(Out* y, float v) { *y = static_cast<Out>(v); }
+
+// Rows of W split into tiles of TILE between torch's threads.
+template <typename F>
+void for_row_tiles(int64_t n, F body) {
+  const int64_t tiles = (n + TILE - 1) / TILE;
+  at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) body(t * TILE, std::min(n, (t + 1) * TILE));
+  });
+}
+
+// --- bf16 ------------------------------------------------------------------------------------
+
+inline __m512bh load_bh(const bf16* p) { return (__m512bh)_mm512_loadu_si512(p); }
+inline __m512bh load_bh_tail(const bf16* p, __mmask32 m) { return (__m512bh)_mm512_maskz_loadu_epi16(m, p); }
+
+template <typename Out>
+void bf16_linear(const bf16* x, int64_t M, int64_t K, const bf16* w, int64_t N, Out* y) {
+  const int64_t body = K / 32 * 32;
+  const __mmask32 tail = (K - body) ? (__mmask32)((1ull << (K - body)) - 1) : 0;
+  for_row_tiles(N, [&](int64_t n0, int64_t n1) {
+    for (int64_t m = 0; m < M; ++m) {
+      const bf16* xm = x + m * K;
+      if (n1 - n0 == TILE) {
+        const bf16 *w0 = w + n0 * K, *w1 = w0 + K, *w2 = w1 + K, *w3 = w2 + K;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t k = 0; k < body; k += 32) {
+          const __m512bh xv = load_bh(xm + k);
+          a0 = _mm512_dpbf16_ps(a0, load_bh(w0 + k), xv);
+          a1 = _mm512_dpbf16_ps(a1, load_bh(w1 + k), xv);
+          a2 = _mm512_dpbf16_ps(a2, load_bh(w2 + k), xv);
+          a3 = _mm512_dpbf16_ps(a3, load_bh(w3 + k), xv);
+        }
+        if (tail) {
+          const __m512bh xv = load_bh_tail(xm + body, tail);
+          a0 = _mm512_dpbf16_ps(a0, load_bh_tail(w0 + body, tail), xv);
+          a1 = _mm512_dpbf16_ps(a1, load_bh_tail(w1 + body, tail), xv);
+          a2 = _mm512_dpbf16_ps(a2, load_bh_tail(w2 + body, tail), xv);
+          a3 = _mm512_dpbf16_ps(a3, load_bh_tail(w3 + body, tail), xv);
+        }
+        Out* ym = y + m * N + n0;
+        store(ym, _mm512_reduce_add_ps(a0));
+        store(ym + 1, _mm512_reduce_add_ps(a1));
+        store(ym + 2, _mm512_reduce_add_ps(a2));
+        store(ym + 3, _mm512_reduce_add_ps(a3));
+        continue;
+      }
+      for (int64_t n = n0; n < n1; ++n) {
+        const bf16* wn = w + n * K;
+        __m512 a = _mm512_setzero_ps();
+        for (int64_t k = 0; k < body; k += 32) a = _mm512_dpbf16_ps(a, load_bh(wn + k), load_bh(xm + k));
+        if (tail) a = _mm512_dpbf16_ps(a, load_bh_tail(wn + body, tail), load_bh_tail(xm + body, tail));
+        store(y + m * N + n, _mm512_reduce_add_ps(a));
+      }
+    }
+  });
+}
+
+// --- int8: dequantize 16 weights at a time to float32 and multiply-add (activations stay exact) --
+
+inline __m512 load_q8(const int8_t* p) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+}
+
+template <typename Out>
+void int8_linear(const float* x, int64_t M, int64_t K, const int8_t* q, const c10::Half* s, int64_t group,
+                 int64_t N, Out* y) {
+  const int64_t groups = K / group;
+  for_row_tiles(N, [&](int64_t n0, int64_t n1) {
+    for (int64_t m = 0; m < M; ++m) {
+      const float* xm = x + m * K;
+      for (int64_t n = n0; n < n1; n += 2) {
+        const bool two = n + 1 < n1;
+        const int8_t* q0 = q + n * K;
+        const int8_t* q1 = two ? q0 + K : q0;
+        const c10::Half* s0 = s + n * groups;
+        const c10::Half* s1 = two ? s0 + groups : s0;
+        __m512 t0 = _mm512_setzero_ps(), t1 = t0;
+        for (int64_t g = 0; g < groups; ++g) {
+          __m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
+          const int64_t k0 = g * group, k1 = k0 + group;
+          int64_t k = k0;
+          for (; k + 32 <= k1; k += 32) {  // two independent chains per row hide the FMA latency
+            const __m512 xa = _mm512_loadu_ps(xm + k), xb = _mm512_loadu_ps(xm + k + 16);
+            a0 = _mm512_fmadd_ps(load_q8(q0 + k), xa, a0);
+            b0 = _mm512_fmadd_ps(load_q8(q0 + k + 16), xb, b0);
+            a1 = _mm512_fmadd_ps(load_q8(q1 + k), xa, a1);
+            b1 = _mm512_fmadd_ps(load_q8(q1 + k + 16), xb, b1);
+          }
+          for (; k < k1; k += 16) {
+            const __m512 xa = _mm512_loadu_ps(xm + k);
+            a0 = _mm512_fmadd_ps(load_q8(q0 + k), xa, a0);
+            a1 = _mm512_fmadd_ps(load_q8(q1 + k), xa, a1);
+          }
+          t0 = _mm512_fmadd_ps(_mm512_add_ps(a0, b0), _mm512_set1_ps(half_to_float(s0 + g)), t0);
+          t1 = _mm512_fmadd_ps(_mm512_add_ps(a1, b1), _mm512_set1_ps(half_to_float(s1 + g)), t1);
+        }
+        store(y + m * N + n, _mm512_reduce_add_ps(t0));
+        if (two) store(y + m * N + n + 1, _mm512_reduce_add_ps(t1));
+      }
+    }
+  });
+}
+
+// --- int4: x quantized to int8 per block of 32 (llama.cpp's Q8_0 activations), u8 x s8 dot ------
+//
+// One 64-byte load of W holds 4 blocks of 32 weights (16 bytes each: inputs j and j + 16 in the
+// low and high nibble of byte j). Its low nibbles meet x's first 16 inputs of each block and its
+// high nibbles the last 16, so x is laid out once per call as, per 128 inputs, 64 bytes of
+// "first halves" then 64 bytes of "second halves". A dot product then leaves block j's sum in
+// lanes 4j..4j+3, scaled there by (scale of its group) x (x's scale of the block).
+//
+//   sum_k W[k] x[k] = sum_b dx_b * (s_b * (sum q xq - 8 sum xq) + z_b * sum xq)
+
+struct QuantizedX {
+  std::vector<int8_t> q;      // [M, chunks * 128], the layout above, zero-filled past K
+  std::vector<float> scale;   // [M, chunks * 4]: dx per block
+  std::vector<float> sum;     // [M, chunks * 4]: dx * sum(xq) per block (0 past K)
+  int64_t chunks;
+};
+
+QuantizedX quantize_x(const float* x, int64_t M, int64_t K) {
+  QuantizedX r;
+  r.chunks = (K + 127) / 128;
+  r.q.assign(M * r.chunks * 128, 0);
+  r.scale.assign(M * r.chunks * 4, 0.f);
+  r.sum.assign(M * r.chunks * 4, 0.f);
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t b = 0; b < K / 32; ++b) {
+      const float* xb = x + m * K + b * 32;
+      float amax = 0.f;
+      for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i]));
+      const float d = amax / 127.f, id = d > 0 ? 1.f / d : 0.f;
+      int32_t total = 0;
+      const int64_t c = b / 4, j = b % 4;
+      int8_t* dst = r.q.data() + (m * r.chunks + c) * 128;
+      for (int i = 0; i < 32; ++i) {
+        const int v = static_cast<int>(std::nearbyint(xb[i] * id));  // round half to even, as torch.round
+        total += v;
+        dst[(i < 16 ? 0 : 64) + j * 16 + (i % 16)] = static_cast<int8_t>(v);
+      }
+      r.scale[(m * r.chunks + c) * 4 + j] = d;
+      r.sum[(m * r.chunks + c) * 4 + j] = d * static_cast<float>(total);
+    }
+  }
+  return r;
+}
+
+// Four group scales (or zeros) of the four blocks of chunk c, as floats.
+template <int G>
+inline __m128 block_params(const c10::Half* p, int64_t c, int64_t blocks_left) {
+  if (G == 32) {
+    if (blocks_left >= 4) return _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + c * 4)));
+    alignas(16) float v[4] = {0, 0, 0, 0};
+    for (int64_t j = 0; j < blocks_left; ++j) v[j] = half_to_float(p + c * 4 + j);
+    return _mm_load_ps(v);
+  } else if (G == 64) {
+    const float a = half_to_float(p + c * 2), b = blocks_left > 2 ? half_to_float(p + c * 2 + 1) : 0.f;
+    return _mm_set_ps(b, b, a, a);
+  } else {
+    return _mm_set1_ps(half_to_float(p + c));
+  }
+}
+
+template <int G, typename Out>
+void int4_linear(const QuantizedX& xq, int64_t M, int64_t K, const uint8_t* q, const c10::Half* s,
+                 const c10::Half* z, int64_t N, Out* y) {
+  const int64_t row_bytes = K / 2, groups = K / G;
+  const __m512i low = _mm512_set1_epi8(0x0F);
+  const __m512i spread = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+  for_row_tiles(N, [&](int64_t n0, int64_t n1) {
+    for (int64_t m = 0; m < M; ++m) {
+      const int8_t* xm = xq.q.data() + m * xq.chunks * 128;
+      const float* dxm = xq.scale.data() + m * xq.chunks * 4;
+      const float* sxm = xq.sum.data() + m * xq.chunks * 4;
+      for (int64_t n = n0; n < n1; ++n) {
+        const uint8_t* qn = q + n * row_bytes;
+        const c10::Half* sn = s + n * groups;
+        const c10::Half* zn = z ? z + n * groups : nullptr;
+        __m512 total = _mm512_setzero_ps();
+        __m128 fix = _mm_setzero_ps();
+        for (int64_t c = 0; c < xq.chunks; ++c) {
+          const int64_t left = std::min<int64_t>(4, K / 32 - c * 4);
+          const __m512i v = left == 4 ? _mm512_loadu_si512(qn + c * 64)
+                                      : _mm512_maskz_loadu_epi8((__mmask64)((1ull << (16 * left)) - 1), qn + c * 64);
+          const __m512i lo = _mm512_and_si512(v, low);
+          const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+          __m512i acc = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512(xm + c * 128));
+          acc = _mm512_dpbusd_epi32(acc, hi, _mm512_loadu_si512(xm + c * 128 + 64));
+          const __m128 sw = block_params<G>(sn, c, left);
+          const __m128 scale = _mm_mul_ps(sw, _mm_loadu_ps(dxm + c * 4));
+          const __m512 wide = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(scale));
+          total = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), wide, total);
+          const __m128 sx = _mm_loadu_ps(sxm + c * 4);
+          fix = _mm_fmadd_ps(_mm_mul_ps(sw, _mm_set1_ps(-8.f)), sx, fix);
+          if (zn) fix = _mm_fmadd_ps(block_params<G>(zn, c, left), sx, fix);
+        }
+        alignas(16) float f[4];
+        _mm_store_ps(f, fix);
+        store(y + m * N + n, _mm512_reduce_add_ps(total) + f[0] + f[1] + f[2] + f[3]);
+      }
+    }
+  });
+}
+
+void check_x(const Tensor& x, int64_t K) {
+  TORCH_CHECK(x.dim() == 2 && x.is_contiguous() && x.size(1) == K, "x must be contiguous [M, ", K, "]");
+  TORCH_CHECK(x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kFloat, "x must be bfloat16 or float32");
+}
+
+}  // namespace
+
+// --- the ops (kernels.h; decode.cpp calls them too) ------------------------------------------
+
+namespace ondol {
+
+Tensor bf16_linear_op(const Tensor& x, const Tensor& w) {
+  TORCH_CHECK(w.dim() == 2 && w.is_contiguous() && w.scalar_type() == at::kBFloat16, "w must be contiguous bf16 [N, K]");
+  const int64_t N = w.size(0), K = w.size(1), M = x.size(0);
+  check_x(x, K);
+  TORCH_CHECK(x.scalar_type() == at::kBFloat16, "bf16_linear takes bfloat16 x");
+  Tensor y = at::empty({M, N}, x.options());
+  bf16_linear(x.const_data_ptr<bf16>(), M, K, w.const_data_ptr<bf16>(), N, y.mutable_data_ptr<bf16>());
+  return y;
+}
+
+Tensor int8_linear_op(const Tensor& x, const Tensor& q, const Tensor& s, int64_t group) {
+  const int64_t N = q.size(0), K = q.size(1), M = x.size(0);
+  check_x(x, K);
+  TORCH_CHECK(q.is_contiguous() && q.scalar_type() == at::kChar, "qweight must be contiguous int8 [N, K]");
+  TORCH_CHECK(group % 16 == 0 && K % group == 0, "group must be a multiple of 16 dividing K");
+  TORCH_CHECK(s.is_contiguous() && s.scalar_type() == at::kHalf && s.numel() == N * (K / group), "scales must be fp16 [N, K/group]");
+  const Tensor xf = x.to(at::kFloat).contiguous();
+  Tensor y = at::empty({M, N}, x.options());
+  if (x.scalar_type() == at::kBFloat16)
+    int8_linear(xf.const_data_ptr<float>(), M, K, q.const_data_ptr<int8_t>(), s.const_data_ptr<c10::Half>(), group, N,
+                y.mutable_data_ptr<bf16>());
+  else
+    int8_linear(xf.const_data_ptr<float>(), M, K, q.const_data_ptr<int8_t>(), s.const_data_ptr<c10::Half>(), group, N,
+                y.mutable_data_ptr<float>());
+  return y;
+}
+
+namespace {
+template <typename Out>
+void int4_dispatch(int64_t group, const QuantizedX& xq, int64_t M, int64_t K, const uint8_t* q, const c10::Half* s,
+                   const c10::Half* z, int64_t N, Out* y) {
+  if (group == 32) int4_linear<32>(xq, M, K, q, s, z, N, y);
+  else if (group == 64) int4_linear<64>(xq, M, K, q, s, z, N, y);
+  else int4_linear<128>(xq, M, K, q, s, z, N, y);
+}
+}  // namespace
+
+Tensor int4_linear_op(const Tensor& x, const Tensor& q, const Tensor& s, const std::optional<Tensor>& z, int64_t group) {
+  const int64_t N = q.size(0), K = q.size(1) * 2, M = x.size(0);
+  check_x(x, K);
+  TORCH_CHECK(q.is_contiguous() && q.scalar_type() == at::kByte, "qweight must be contiguous uint8 [N, K/2]");
+  TORCH_CHECK((group == 32 || group == 64 || group == 128) && K % group == 0, "group must be 32, 64 or 128 and divide K");
+  TORCH_CHECK(s.is_contiguous() && s.scalar_type() == at::kHalf && s.numel() == N * (K / group), "scales must be fp16 [N, K/group]");
+  const c10::Half* zp = nullptr;
+  if (z.has_value()) {
+    TORCH_CHECK(z->is_contiguous() && z->scalar_type() == at::kHalf && z->numel() == s.numel(), "zeros must match scales");
+    zp = z->const_data_ptr<c10::Half>();
+  }
+  const Tensor xf = x.to(at::kFloat).contiguous();
+  const QuantizedX xq = quantize_x(xf.const_data_ptr<float>(), M, K);
+  Tensor y = at::empty({M, N}, x.options());
+  if (x.scalar_type() == at::kBFloat16)
+    int4_dispatch(group, xq, M, K, q.const_data_ptr<uint8_t>(), s.const_data_ptr<c10::Half>(), zp, N, y.mutable_data_ptr<bf16>());
+  else
+    int4_dispatch(group, xq, M, K, q.const_data_ptr<uint8_t>(), s.const_data_ptr<c10::Half>(), zp, N, y.mutable_data_ptr<float>());
+  return y;
+}
+
+// W [N, K] in bf16 written into `out` (a scratch buffer the caller reuses), for the prefill GEMM.
+void dequantize_op(const Tensor& q, const Tensor& s, const std::optional<Tensor>& z, int64_t bits, int64_t group,
+                   Tensor& out) {
+  const int64_t N = q.size(0), K = q.size(1) * (bits == 4 ? 2 : 1), groups = K / group;
+  TORCH_CHECK(out.is_contiguous() && out.scalar_type() == at::kBFloat16 && out.numel() >= N * K, "out too small");
+  TORCH_CHECK(s.is_contiguous() && s.scalar_type() == at::kHalf && s.numel() == N * groups, "scales must be fp16 [N, K/group]");
+  const c10::Half* sp = s.const_data_ptr<c10::Half>();
+  const c10::Half* zp = z.has_value() ? z->const_data_ptr<c10::Half>() : nullptr;
+  bf16* o = out.mutable_data_ptr<bf16>();
+  const int8_t* q8 = bits == 8 ? q.const_data_ptr<int8_t>() : nullptr;
+  const uint8_t* q4 = bits == 4 ? q.const_data_ptr<uint8_t>() : nullptr;
+  at::parallel_for(0, N, 16, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) {
+      for (int64_t k = 0; k < K; k += 16) {
+        const int64_t g = k / group;
+        const float sc = half_to_float(sp + n * groups + g);
+        __m512 vals;
+        if (q8) {
+          vals = _mm512_mul_ps(load_q8(q8 + n * K + k), _mm512_set1_ps(sc));
+        } else {
+          // 16 inputs k..k+15 are the low (k % 32 < 16) or high nibbles of their block's 16 bytes
+          const uint8_t* block = q4 + n * (K / 2) + (k / 32) * 16;
+          const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block)));
+          const __m512i nib = (k % 32) < 16 ? _mm512_and_si512(bytes, _mm512_set1_epi32(15))
+                                            : _mm512_srli_epi32(bytes, 4);
+          const float zero = zp ? half_to_float(zp + n * groups + g) : 0.f;
+          vals = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(nib), _mm512_set1_ps(8.f)), _mm512_set1_ps(sc),
+                                 _mm512_set1_ps(zero));
+        }
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + n * K + k), (__m256i)_mm512_cvtneps_pbh(vals));
+      }
+    }
+  });
+}
+
+}  // namespace ondol
+
+TORCH_LIBRARY(ondol, m) {
+  m.def("bf16_linear(Tensor x, Tensor w) -> Tensor", &ondol::bf16_linear_op);
+  m.def("int8_linear(Tensor x, Tensor q, Tensor s, int group) -> Tensor", &ondol::int8_linear_op);
+  m.def("int4_linear(Tensor x, Tensor q, Tensor s, Tensor? z, int group) -> Tensor", &ondol::int4_linear_op);
+  m.def("dequantize(Tensor q, Tensor s, Tensor? z, int bits, int group, Tensor(a!) out) -> ()", &ondol::dequantize_op);
+}
