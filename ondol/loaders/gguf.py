@@ -2,8 +2,8 @@
 
 The file is memory-mapped (gguf-py's ``GGUFReader``, private copy-on-write mapping) and never read
 whole. F32/F16/BF16 tensors are zero-copy torch views of the map; Q8_0, Q4_0, Q4_K and Q6_K blocks
-become ondol's int8/int4 layouts (``quantized()``, gguf_quant.py) with no float copy, or float32
-when a caller asks for a float tensor (a quantized embedding row lookup, tests). Any other tensor
+become ondol's int8/int4 layouts (``quantized()``, gguf_quant.py) with no float copy; ``tensor()`` still
+expands them to float32 for a caller that wants floats. Any other tensor
 type is refused when the file is opened, before a single weight is loaded.
 
 Three things differ from a Hugging Face checkpoint and are undone here:
