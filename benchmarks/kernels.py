@@ -4,13 +4,17 @@ machine's memory read bandwidth and PyTorch's own kernels in the same run.
     .venv/bin/python -m benchmarks.kernels            # K=2048, N=8192 (a Llama-3.2-1B MLP matrix)
     .venv/bin/python -m benchmarks.kernels --k 8192 --n 2048 --repeats 7
 
-Each kernel runs back to back ``--calls`` times per repeat; the median over repeats is reported.
+Each kernel runs back to back ``--calls`` times per repeat, cycling through copies of the matrix
+that together exceed the last-level cache (``--copies``), so weights come from memory as in a real
+decode; the median over repeats is reported.
 The bandwidth line reads a 1 GiB tensor (sum of int8 as int32 accumulators) with all threads.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import itertools
 import statistics
 import time
 
@@ -32,6 +36,12 @@ def read_bandwidth(nbytes: int = 1 << 30, repeats: int = 5) -> float:
     return nbytes / min(times)
 
 
+def cycle(fns):
+    """One callable that calls each of ``fns`` in turn."""
+    it = itertools.cycle(fns)
+    return lambda: next(it)()
+
+
 def timed(fn, calls: int, repeats: int) -> float:
     """Median seconds per call."""
     fn()
@@ -51,6 +61,7 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=1)
     p.add_argument("--calls", type=int, default=50)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--copies", type=int, default=8, help="copies of each matrix cycled through (default 8)")
     args = p.parse_args()
     torch.manual_seed(0)
     w = torch.randn(args.n, args.k) * 0.02
@@ -59,20 +70,24 @@ def main() -> None:
     cases = {}
     dense = torch.nn.Linear(args.k, args.n, bias=False).to(torch.bfloat16)
     dense.weight.data.copy_(w)
-    cases["bf16 torch F.linear"] = (lambda: torch.nn.functional.linear(x, dense.weight), dense.weight.nbytes)
-    dense.__class__ = KernelLinear
-    dense.kernels = compiled
-    cases["bf16 ondol"] = (lambda: dense(x), dense.weight.nbytes)
+    denses = [dense] + [copy.deepcopy(dense) for _ in range(args.copies - 1)]
+    cases["bf16 torch F.linear"] = (cycle([lambda d=d: torch.nn.functional.linear(x, d.weight) for d in denses]),
+                                    dense.weight.nbytes)
+    for d in denses:
+        d.__class__ = KernelLinear
+        d.kernels = compiled
+    cases["bf16 ondol"] = (cycle([lambda d=d: d(x) for d in denses]), dense.weight.nbytes)
     for bits, group, sym in ((8, args.k, True), (8, 32, True), (4, 32, True), (4, 64, False), (4, 128, False)):
         t = quantize(w, bits, group, sym)
-        label = f"int{bits} g{group if group != args.k else 'row'}{'' if sym else ' zeros'}"
+        label = f"int{bits} " + ("per row" if group == args.k else f"g{group}") + ("" if sym else " zeros")
         for kernels in (native, compiled):
-            m = QuantLinear(t)
-            m.kernels = kernels
-            kernels.prepare(m)
-            if kernels is native and m.packed[0] == "dequantize":
+            ms = [QuantLinear(copy.deepcopy(t)) for _ in range(args.copies)]
+            for m in ms:
+                m.kernels = kernels
+                kernels.prepare(m)
+            if kernels is native and ms[0].packed[0] == "dequantize":
                 continue  # PyTorch has no kernel for this layout
-            cases[f"{label} {kernels.name}"] = (lambda m=m: m(x), t.nbytes)
+            cases[f"{label} {kernels.name}"] = (cycle([lambda m=m: m(x) for m in ms]), t.nbytes)
     bandwidth = read_bandwidth()
     print(f"memory read bandwidth: {bandwidth / 1e9:.1f} GB/s; rows={args.rows} K={args.k} N={args.n}")
     print(f"{'kernel':28} {'us/call':>9} {'GB/s':>7} {'of bw':>6}")

@@ -9,8 +9,11 @@ benchmark feeds token ids, so what the tokens spell does not matter.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,6 +134,28 @@ def llama_cpp_quantize(src: Path, out: Path, qtype: str) -> None:
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = {"Q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0, "Q4_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0}[qtype]
     partial = out.with_suffix(".partial")
-    if llama_cpp.llama_model_quantize(str(src).encode(), str(partial).encode(), ctypes.byref(params)) != 0:
-        raise OndolError(f"llama.cpp could not quantize {src.name} to {qtype}")
+    log = out.with_suffix(".quantize.log")
+    with quiet_fds(log):  # llama.cpp prints a line per tensor from C; keep it in a file
+        status = llama_cpp.llama_model_quantize(str(src).encode(), str(partial).encode(), ctypes.byref(params))
+    if status != 0:
+        tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+        raise OndolError(f"llama.cpp could not quantize {src.name} to {qtype}: {' / '.join(tail)}")
     partial.rename(out)
+
+
+@contextlib.contextmanager
+def quiet_fds(path: Path):
+    """Send this process's stdout and stderr file descriptors (C code's output too) to ``path``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(path, "wb") as f:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)

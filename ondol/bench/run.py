@@ -43,6 +43,7 @@ class BenchConfig:
     out: Path = Path("bench")
     cache: Path = Path.home() / ".cache" / "ondol" / "bench"
     systems: tuple[str, ...] = tuple(SYSTEMS)
+    parity: bool = True  # also compare logits with llama.cpp's on the GGUF files
 
 
 def measure_bandwidth() -> float:
@@ -68,8 +69,8 @@ def read_bandwidth(nbytes: int = 1 << 30, repeats: int = 5) -> float:
 
 def run_worker(system: str, model: Path) -> dict:
     started = time.time()
-    proc = subprocess.run([sys.executable, "-m", "ondol.bench.worker", system, str(model), repr(started)],
-                          capture_output=True, text=True)
+    args = [str(model)] if system == "parity" else [str(model), repr(started)]
+    proc = subprocess.run([sys.executable, "-m", "ondol.bench.worker", system, *args], capture_output=True, text=True)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         return {"system": system, "error": tail}
@@ -97,6 +98,9 @@ def bench(cfg: BenchConfig, log=print) -> dict:
                 log(f"  {system} failed: {result['error']}")
             runs.append(result)
     report = summarize(runs, statistics.median(bandwidths), cfg)
+    if needs_gguf and cfg.parity:
+        log("comparing logits with llama.cpp's on each GGUF file")
+        report["parity"] = [run_worker("parity", paths[kind]) for kind in ("F16", "Q8_0", "Q4_0")]
     write(report, cfg.out)
     return report
 
@@ -152,6 +156,15 @@ def markdown(report: dict) -> str:
         sign = "≥" if t["metric"] != "peak_rss_bytes" else "≤"
         lines.append(f"| {t['system']} | {t['peer']} | {t['metric']} | {t['ratio']:.2f}× | {sign} {t['target']} | "
                      f"{'yes' if t['met'] else '**no**'} |")
+    if report.get("parity"):
+        lines += ["", "Logits against llama.cpp's on the same file and a 64-token prompt:", "",
+                  "| file | ondol dtype | max abs diff | of largest logit | mean KL | top-1 agrees |", "|---|---|---|---|---|---|"]
+        for p in report["parity"]:
+            if "error" in p:
+                lines.append(f"| failed: {p['error']} ||||||")
+                continue
+            lines.append(f"| {p['file']} | {p['dtype']} | {p['max_abs_diff']:.4f} | {p['relative']:.2%} | "
+                         f"{p['mean_kl']:.2e} | {p['top1_agree']:.0%} |")
     return "\n".join(lines) + "\n"
 
 

@@ -9,6 +9,8 @@ gets the same token ids, the physical cores as threads, greedy decoding that nev
 Measured: load seconds; first token of a 128-token prompt from the cold process; prefill tokens/s
 for 128 and 512 tokens (a fresh context each, the median of a few); decode tokens/s over 128 new
 tokens after a 128-token prompt; the process's peak resident memory (VmHWM) at the end.
+
+``python -m ondol.bench.worker parity FILE.gguf`` compares ondol's logits with llama.cpp's.
 """
 
 from __future__ import annotations
@@ -171,5 +173,40 @@ def weight_bytes(runner, model: Path) -> int:
     return total
 
 
+PARITY_TOKENS = 64
+
+
+def parity(gguf: Path) -> dict:
+    """ondol's logits against llama.cpp's on the same GGUF file and prompt (llama-cpp-python with
+    logits_all=True): the largest difference relative to the largest logit, the mean KL divergence
+    of llama.cpp's next-token distribution from ondol's, and how often the top tokens agree."""
+    import numpy as np
+    import torch
+    from llama_cpp import Llama
+
+    from ondol.engine.kv_cache import ContiguousKVCache
+    from ondol.loaders import load
+
+    threads = physical_cores()
+    torch.set_num_threads(threads)
+    cpp = Llama(str(gguf), n_ctx=256, n_batch=256, logits_all=True, n_threads=threads, verbose=False)
+    ids = prompt_ids(PARITY_TOKENS, cpp.n_vocab(), seed=7)
+    cpp.eval(ids)
+    theirs = torch.from_numpy(np.array(cpp.scores[: len(ids)], dtype=np.float32))
+    del cpp
+    model = load(gguf, progress=False).model
+    with torch.inference_mode():
+        cache = ContiguousKVCache(model.config, len(ids), model.dtype)
+        ours = model(torch.tensor([ids]), torch.arange(len(ids))[None], cache)[0].float()
+    kl = torch.nn.functional.kl_div(ours.log_softmax(-1), theirs.log_softmax(-1), log_target=True, reduction="none")
+    return {"file": gguf.name, "tokens": len(ids), "dtype": str(model.dtype).removeprefix("torch."),
+            "max_abs_diff": float((ours - theirs).abs().max()), "max_abs_logit": float(theirs.abs().max()),
+            "relative": float((ours - theirs).abs().max() / theirs.abs().max()),
+            "mean_kl": float(kl.sum(-1).mean()), "top1_agree": float((ours.argmax(-1) == theirs.argmax(-1)).float().mean())}
+
+
 if __name__ == "__main__":
-    print(json.dumps(measure(sys.argv[1], Path(sys.argv[2]), float(sys.argv[3]))), flush=True)
+    if sys.argv[1] == "parity":
+        print(json.dumps(parity(Path(sys.argv[2]))), flush=True)
+    else:
+        print(json.dumps(measure(sys.argv[1], Path(sys.argv[2]), float(sys.argv[3]))), flush=True)

@@ -49,14 +49,15 @@ class FusedDecode:
             weights += [layer.input_layernorm.weight.detach(), layer.post_attention_layernorm.weight.detach()]
             for name in LINEARS:
                 m = layer.get_submodule(name)
+                if getattr(m, "kernels", None) is None or m.kernels.name != "compiled":
+                    return None
                 if isinstance(m, QuantLinear):
                     if m.packed != ("compiled",):
                         return None
                     weights += [m.qweight, m.scales, _or_none(m.zeros), _or_none(m.bias)]
                     kinds.append(m.bits)
                     groups.append(m.group)
-                elif isinstance(m, nn.Linear) and getattr(m, "kernels", None) is not None and \
-                        m.kernels.name == "compiled" and m.weight.dtype == model.dtype:
+                elif isinstance(m, nn.Linear) and m.weight.dtype == model.dtype:
                     weights += [m.weight.detach(), _NONE, _NONE, _or_none(m.bias).detach()]
                     kinds.append(0)
                     groups.append(0)

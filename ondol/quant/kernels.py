@@ -10,9 +10,10 @@ Each kernel set has ``prepare(module)`` (run once at load: repack, cache what it
   reference's dequantize-then-matmul, in the model's dtype, for what neither takes (int8 groups).
 * ``CompiledKernels``: ondol's own (csrc/kernels.cpp, built on first use): for a few rows (decode)
   AVX-512 loops that stream the weights once, bf16 weights included; for many rows (prefill) the
-  weight dequantized to bf16 into a reused buffer and PyTorch's bf16 GEMM. int4 rounds the
-  activations to int8 per block of 32, as llama.cpp does (``int4_reference`` is that arithmetic
-  in PyTorch).
+  weight dequantized to bf16 into a reused buffer and PyTorch's bf16 GEMM. int4, and int8 in
+  groups of 32 or more, round the activations to int8 per block of 32 and multiply in integers, as
+  llama.cpp does (``int8_activations_reference`` is that arithmetic in PyTorch); int8 in groups of
+  16 (GGUF Q6_K) multiplies in float32 with exact activations.
 
 Dense bf16 linears get the kernels too (``KernelLinear``), as the decode of a bf16 model needs.
 """
@@ -92,18 +93,20 @@ class CompiledKernels(TorchKernels):
 
     def prepare(self, m: QuantLinear) -> None:
         if m.bits == 8 and m.group % 16:
-            return super().prepare(m)  # (groups of 16 or more only)
-        m.packed = ("compiled",)
+            super().prepare(m)  # (groups of 16 or more only)
+        else:
+            m.packed = ("compiled",)
         if m.out_features * m.in_features <= self.SCRATCH_LIMIT:
             self.scratch = torch.empty(max(self.scratch.numel(), m.out_features * m.in_features), dtype=torch.bfloat16)
 
     def linear(self, m: QuantLinear, x: torch.Tensor) -> torch.Tensor:
-        if m.packed[0] != "compiled" or x.dtype not in (torch.bfloat16, torch.float32):
-            return super().linear(m, x)
         shape = x.shape
         x2 = x.reshape(-1, shape[-1]).contiguous()
         rows, n, k = x2.shape[0], m.out_features, m.in_features
-        if rows > self.DECODE_ROWS and n * k <= self.SCRATCH_LIMIT and x.dtype == torch.bfloat16:
+        prefill = rows > self.DECODE_ROWS and n * k <= self.SCRATCH_LIMIT and x.dtype == torch.bfloat16
+        if m.packed[0] != "compiled" or x.dtype not in (torch.bfloat16, torch.float32):
+            return super().linear(m, x)
+        if prefill:
             w = self.scratch[: n * k].view(n, k)
             torch.ops.ondol.dequantize(m.qweight, m.scales, m.zeros, m.bits, m.group, w)
             y = F.linear(x2, w)
@@ -131,9 +134,10 @@ class CompiledKernels(TorchKernels):
         return y.view(*x.shape[:-1], m.out_features)
 
 
-def int4_reference(m: QuantLinear, x: torch.Tensor) -> torch.Tensor:
-    """What CompiledKernels computes for int4, in float32 PyTorch: x rounded to int8 per block of
-    32 (scale max|x| / 127, round half to even), times the dequantized weight."""
+def int8_activations_reference(m: QuantLinear, x: torch.Tensor) -> torch.Tensor:
+    """What CompiledKernels computes for a few rows of int4, and of int8 in groups of 32 or more
+    with K a multiple of 64, in float32 PyTorch: x rounded to int8 per block of 32 (scale
+    max|x| / 127, round half to even), times the dequantized weight."""
     x2 = x.reshape(-1, x.shape[-1]).float()
     blocks = x2.view(x2.shape[0], -1, 32)
     d = blocks.abs().amax(-1, keepdim=True) / 127

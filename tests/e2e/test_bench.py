@@ -31,6 +31,13 @@ def test_report_takes_medians_and_judges_each_target_by_its_ratio():
     assert not by["roofline", "decode_tok_s"]["met"]  # 83 % < 85 %
     table = markdown(report)
     assert "| ondol-int4 | failed: boom" in table and "1.19×" in table and "**no**" in table
+    assert "Logits against llama.cpp" not in table  # no GGUF systems, no comparison
+    report["parity"] = [{"file": "m-Q8_0.gguf", "tokens": 64, "dtype": "bfloat16", "max_abs_diff": 0.25,
+                         "max_abs_logit": 5.0, "relative": 0.05, "mean_kl": 1.3e-3, "top1_agree": 0.86},
+                        {"error": "llama_cpp missing"}]
+    table = markdown(report)
+    assert "| m-Q8_0.gguf | bfloat16 | 0.2500 | 5.00% | 1.30e-03 | 86% |" in table
+    assert "| failed: llama_cpp missing" in table
 
 
 def test_quick_bench_runs_ondol_in_its_own_processes(tmp_path, capsys):

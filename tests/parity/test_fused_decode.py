@@ -22,25 +22,23 @@ def blocks_of(i: int) -> list[int]:
 
 
 def decode_steps(model, cache, steps: int, fused: bool) -> list[torch.Tensor]:
-    """Prefill every prompt (Python layers), then ``steps`` greedy decode steps of all three at
-    once, through the fused call or the Python layers. Returns each step's logits [3, V]."""
+    """Prefill every prompt (Python layers), then ``steps`` decode steps of all three at once,
+    through the fused call or the Python layers. Returns each step's logits [3, V]. The tokens fed
+    are fixed, not sampled: a near-tie decided differently by bf16 rounding must not fork the runs."""
     keep, model.fused = model.fused, (model.fused if fused else None)
     try:
         with torch.inference_mode():
-            last = []
             for i, p in enumerate(PROMPTS):
-                step = cache.step([SeqSpan(blocks_of(i), 0, len(p), 0)])
-                logits = model(torch.tensor([p]), torch.arange(len(p))[None], step, select=torch.tensor([len(p) - 1]))
-                last.append(int(logits[0, -1].argmax()))
+                model(torch.tensor([p]), torch.arange(len(p))[None], cache.step([SeqSpan(blocks_of(i), 0, len(p), 0)]))
             out = []
             lengths = [len(p) for p in PROMPTS]
-            for _ in range(steps):
+            for t in range(steps):
+                last = [5 + (31 * t + 17 * i) % 200 for i in range(len(PROMPTS))]
                 spans = [SeqSpan(blocks_of(i), n, 1, i) for i, n in enumerate(lengths)]
                 step = cache.step(spans)
                 assert step.decode_only
                 logits = model(torch.tensor([last]), torch.tensor([lengths]), step)[0]
                 out.append(logits)
-                last = [int(t) for t in logits.argmax(-1)]
                 lengths = [n + 1 for n in lengths]
             return out
     finally:
@@ -60,8 +58,9 @@ def test_fused_decode_equals_the_python_layers(shape, dtype, quant, checkpoints)
     caches = [PagedKVCache(model.config, 3 * 8, BLOCK, model.dtype) for _ in range(2)]
     fused = decode_steps(model, caches[0], 4, fused=True)
     plain = decode_steps(model, caches[1], 4, fused=False)
-    # float32 differs only in summation order; bf16 also where a sum lands next to a rounding edge
-    tol = 1e-4 if dtype == "float32" else 3e-2
+    # float32 differs only in summation order; bf16 also where a sum lands next to a rounding edge,
+    # and int8/int4 where an activation lands next to an edge of its int8 rounding (kernels.py)
+    tol = 1e-4 if dtype == "float32" and quant is None else 3e-2
     for a, b in zip(fused, plain):
         scale = b.abs().max()
         assert (a - b).abs().max() <= tol * scale, f"fused step drifts: {(a - b).abs().max() / scale:.2e}"

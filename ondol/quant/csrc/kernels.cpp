@@ -23,6 +23,7 @@
 #include <torch/library.h>
 
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <vector>
 
@@ -37,6 +38,15 @@ inline float half_to_float(const c10::Half* p) { return static_cast<float>(*p); 
 
 template <typename Out>
 inline void store(Out* y, float v) { *y = static_cast<Out>(v); }
+
+// Ask for the bytes [p + AHEAD, p + AHEAD + n) to be brought into L2. The hardware prefetchers alone
+// keep too few reads in flight: prefetching 4 KB ahead raised a streamed bf16 row from 22 to
+// 26-28 GB/s on a 2-core EPYC (docs/performance.md).
+constexpr int64_t AHEAD = 4096;
+inline void prefetch_l2(const void* p, int64_t n) {
+  const char* c = static_cast<const char*>(p) + AHEAD;
+  for (int64_t i = 0; i < n; i += 64) _mm_prefetch(c + i, _MM_HINT_T1);
+}
 
 // Rows of W split into tiles of TILE between torch's threads.
 template <typename F>
@@ -59,6 +69,22 @@ void bf16_linear(const bf16* x, int64_t M, int64_t K, const bf16* w, int64_t N, 
   for_row_tiles(N, [&](int64_t n0, int64_t n1) {
     for (int64_t m = 0; m < M; ++m) {
       const bf16* xm = x + m * K;
+      if (M == 1 && body == K && K % 128 == 0) {
+        // One row at a time, rows in memory order: each thread reads one sequential stream.
+        for (int64_t n = n0; n < n1; ++n) {
+          const bf16* wn = w + n * K;
+          __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+          for (int64_t k = 0; k < K; k += 128) {
+            prefetch_l2(wn + k, 256);
+            a0 = _mm512_dpbf16_ps(a0, load_bh(wn + k), load_bh(xm + k));
+            a1 = _mm512_dpbf16_ps(a1, load_bh(wn + k + 32), load_bh(xm + k + 32));
+            a2 = _mm512_dpbf16_ps(a2, load_bh(wn + k + 64), load_bh(xm + k + 64));
+            a3 = _mm512_dpbf16_ps(a3, load_bh(wn + k + 96), load_bh(xm + k + 96));
+          }
+          store(y + n, _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3))));
+        }
+        continue;
+      }
       if (n1 - n0 == TILE) {
         const bf16 *w0 = w + n0 * K, *w1 = w0 + K, *w2 = w1 + K, *w3 = w2 + K;
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -94,7 +120,8 @@ void bf16_linear(const bf16* x, int64_t M, int64_t K, const bf16* w, int64_t N, 
   });
 }
 
-// --- int8: dequantize 16 weights at a time to float32 and multiply-add (activations stay exact) --
+// --- int8 with groups of 16 (GGUF Q6_K) or K not a multiple of 64: dequantize 16 weights at a time
+// to float32 and multiply-add (activations stay exact) ---------------------------------------------
 
 inline __m512 load_q8(const int8_t* p) {
   return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
@@ -157,26 +184,35 @@ struct QuantizedX {
   int64_t chunks;
 };
 
+// One block of 32 activations rounded to int8: scale max|x| / 127, round half to even (as
+// torch.round in kernels.py's int8_activations_reference). Returns the scale; sum gets sum(xq).
+inline float round_block(const float* xb, int8_t* out, int32_t& sum) {
+  float amax = 0.f;
+  for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i]));
+  const float d = amax / 127.f, id = d > 0 ? 1.f / d : 0.f;
+  sum = 0;
+  for (int i = 0; i < 32; ++i) {
+    const int v = static_cast<int>(std::nearbyint(xb[i] * id));
+    sum += v;
+    out[i] = static_cast<int8_t>(v);
+  }
+  return d;
+}
+
 QuantizedX quantize_x(const float* x, int64_t M, int64_t K) {
   QuantizedX r;
   r.chunks = (K + 127) / 128;
   r.q.assign(M * r.chunks * 128, 0);
   r.scale.assign(M * r.chunks * 4, 0.f);
   r.sum.assign(M * r.chunks * 4, 0.f);
+  int8_t block[32];
   for (int64_t m = 0; m < M; ++m) {
     for (int64_t b = 0; b < K / 32; ++b) {
-      const float* xb = x + m * K + b * 32;
-      float amax = 0.f;
-      for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i]));
-      const float d = amax / 127.f, id = d > 0 ? 1.f / d : 0.f;
-      int32_t total = 0;
+      int32_t total;
+      const float d = round_block(x + m * K + b * 32, block, total);
       const int64_t c = b / 4, j = b % 4;
       int8_t* dst = r.q.data() + (m * r.chunks + c) * 128;
-      for (int i = 0; i < 32; ++i) {
-        const int v = static_cast<int>(std::nearbyint(xb[i] * id));  // round half to even, as torch.round
-        total += v;
-        dst[(i < 16 ? 0 : 64) + j * 16 + (i % 16)] = static_cast<int8_t>(v);
-      }
+      for (int i = 0; i < 32; ++i) dst[(i < 16 ? 0 : 64) + j * 16 + (i % 16)] = block[i];
       r.scale[(m * r.chunks + c) * 4 + j] = d;
       r.sum[(m * r.chunks + c) * 4 + j] = d * static_cast<float>(total);
     }
@@ -184,20 +220,25 @@ QuantizedX quantize_x(const float* x, int64_t M, int64_t K) {
   return r;
 }
 
-// Four group scales (or zeros) of the four blocks of chunk c, as floats.
+// Four group scales (or zeros) of the four blocks of chunk c, as floats: one vector conversion
+// (a scalar fp16 conversion per chunk costs as much as the dot products).
 template <int G>
 inline __m128 block_params(const c10::Half* p, int64_t c, int64_t blocks_left) {
-  if (G == 32) {
-    if (blocks_left >= 4) return _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + c * 4)));
+  if (blocks_left < 4) {  // the last chunk of a row: read only the groups that exist
     alignas(16) float v[4] = {0, 0, 0, 0};
-    for (int64_t j = 0; j < blocks_left; ++j) v[j] = half_to_float(p + c * 4 + j);
+    for (int64_t j = 0; j < blocks_left; ++j) v[j] = half_to_float(p + (c * 4 + j) * 32 / G);
     return _mm_load_ps(v);
-  } else if (G == 64) {
-    const float a = half_to_float(p + c * 2), b = blocks_left > 2 ? half_to_float(p + c * 2 + 1) : 0.f;
-    return _mm_set_ps(b, b, a, a);
-  } else {
-    return _mm_set1_ps(half_to_float(p + c));
   }
+  if (G == 32) return _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + c * 4)));
+  if (G == 64) {
+    int32_t two;
+    std::memcpy(&two, p + c * 2, 4);
+    const __m128 v = _mm_cvtph_ps(_mm_cvtsi32_si128(two));  // [a, b, 0, 0]
+    return _mm_unpacklo_ps(v, v);                            // [a, a, b, b]
+  }
+  int16_t one;
+  std::memcpy(&one, p + c, 2);
+  return _mm_cvtph_ps(_mm_set1_epi16(one));
 }
 
 template <int G, typename Out>
@@ -206,36 +247,102 @@ void int4_linear(const QuantizedX& xq, int64_t M, int64_t K, const uint8_t* q, c
   const int64_t row_bytes = K / 2, groups = K / G;
   const __m512i low = _mm512_set1_epi8(0x0F);
   const __m512i spread = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+  // dx * sum(xq) per group of G inputs, [M, groups]: the "- 8 s + z" part of every row is then
+  // one short pass over its groups instead of work in the streaming loop.
+  std::vector<float> gsum(M * groups, 0.f);
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t b = 0; b < K / 32; ++b) gsum[m * groups + b * 32 / G] += xq.sum[m * xq.chunks * 4 + b];
   for_row_tiles(N, [&](int64_t n0, int64_t n1) {
     for (int64_t m = 0; m < M; ++m) {
       const int8_t* xm = xq.q.data() + m * xq.chunks * 128;
       const float* dxm = xq.scale.data() + m * xq.chunks * 4;
-      const float* sxm = xq.sum.data() + m * xq.chunks * 4;
+      const float* gsm = gsum.data() + m * groups;
       for (int64_t n = n0; n < n1; ++n) {
         const uint8_t* qn = q + n * row_bytes;
         const c10::Half* sn = s + n * groups;
         const c10::Half* zn = z ? z + n * groups : nullptr;
         __m512 total = _mm512_setzero_ps();
-        __m128 fix = _mm_setzero_ps();
         for (int64_t c = 0; c < xq.chunks; ++c) {
           const int64_t left = std::min<int64_t>(4, K / 32 - c * 4);
+          prefetch_l2(qn + c * 64, 64);
           const __m512i v = left == 4 ? _mm512_loadu_si512(qn + c * 64)
                                       : _mm512_maskz_loadu_epi8((__mmask64)((1ull << (16 * left)) - 1), qn + c * 64);
           const __m512i lo = _mm512_and_si512(v, low);
           const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
           __m512i acc = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512(xm + c * 128));
           acc = _mm512_dpbusd_epi32(acc, hi, _mm512_loadu_si512(xm + c * 128 + 64));
-          const __m128 sw = block_params<G>(sn, c, left);
-          const __m128 scale = _mm_mul_ps(sw, _mm_loadu_ps(dxm + c * 4));
+          const __m128 scale = _mm_mul_ps(block_params<G>(sn, c, left), _mm_loadu_ps(dxm + c * 4));
           const __m512 wide = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(scale));
           total = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), wide, total);
-          const __m128 sx = _mm_loadu_ps(sxm + c * 4);
-          fix = _mm_fmadd_ps(_mm_mul_ps(sw, _mm_set1_ps(-8.f)), sx, fix);
-          if (zn) fix = _mm_fmadd_ps(block_params<G>(zn, c, left), sx, fix);
         }
-        alignas(16) float f[4];
-        _mm_store_ps(f, fix);
-        store(y + m * N + n, _mm512_reduce_add_ps(total) + f[0] + f[1] + f[2] + f[3]);
+        // sum over groups of (z - 8 s) * gsum, sixteen groups at a time
+        __m512 fix = _mm512_setzero_ps();
+        int64_t g = 0;
+        for (; g + 16 <= groups; g += 16) {
+          __m512 coef = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sn + g))),
+                                      _mm512_set1_ps(-8.f));
+          if (zn) coef = _mm512_add_ps(coef, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(zn + g))));
+          fix = _mm512_fmadd_ps(coef, _mm512_loadu_ps(gsm + g), fix);
+        }
+        float rest = 0.f;
+        for (; g < groups; ++g) rest += ((zn ? half_to_float(zn + g) : 0.f) - 8.f * half_to_float(sn + g)) * gsm[g];
+        store(y + m * N + n, _mm512_reduce_add_ps(total) + _mm512_reduce_add_ps(fix) + rest);
+      }
+    }
+  });
+}
+
+// --- int8 x int8: activations rounded to int8 per block of 32 (llama.cpp's Q8_0 x Q8_0) ---------
+//
+// For 64 weights: |w| (u8) times x carrying w's sign (s8) with vpdpbusd leaves block 0's sum in
+// lanes 0-7 and block 1's in lanes 8-15, scaled there by x's block scale times the weights' group
+// scale. 1.6x PyTorch's _weight_int8pack_mm streaming from memory on a 2-core EPYC
+// (docs/performance.md). Needs groups that are multiples of 32 and K a multiple of 64.
+
+struct QuantizedX8 {
+  std::vector<int8_t> q;   // [M, K]
+  std::vector<float> dx;   // [M, K / 64, 16]: lanes 0-7 block 0's scale, lanes 8-15 block 1's
+};
+
+QuantizedX8 quantize_x8(const float* x, int64_t M, int64_t K) {
+  QuantizedX8 r;
+  r.q.resize(M * K);
+  r.dx.resize(M * (K / 64) * 16);
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t b = 0; b < K / 32; ++b) {
+      int32_t total;
+      const float d = round_block(x + m * K + b * 32, r.q.data() + m * K + b * 32, total);
+      std::fill_n(r.dx.data() + (m * (K / 64) + b / 2) * 16 + (b % 2) * 8, 8, d);
+    }
+  }
+  return r;
+}
+
+template <typename Out>
+void int8_vnni_linear(const QuantizedX8& xq, int64_t M, int64_t K, const int8_t* q, const c10::Half* s,
+                      int64_t group, int64_t N, Out* y) {
+  const int64_t groups = K / group, chunks = K / 64;
+  const __m512i zero = _mm512_setzero_si512();
+  for_row_tiles(N, [&](int64_t n0, int64_t n1) {
+    for (int64_t m = 0; m < M; ++m) {
+      const int8_t* xm = xq.q.data() + m * K;
+      const float* dxm = xq.dx.data() + m * chunks * 16;
+      for (int64_t n = n0; n < n1; ++n) {
+        const int8_t* qn = q + n * K;
+        const c10::Half* sn = s + n * groups;
+        __m512 t0 = _mm512_setzero_ps(), t1 = t0;
+        for (int64_t c = 0; c < chunks; ++c) {
+          const __m512i w = _mm512_loadu_si512(qn + c * 64), xv = _mm512_loadu_si512(xm + c * 64);
+          const __m512i signed_x = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(w), zero, xv);
+          const __m512i acc = _mm512_dpbusd_epi32(zero, _mm512_abs_epi8(w), signed_x);
+          const __m512 ws = group == 32 ? _mm512_insertf32x8(_mm512_set1_ps(half_to_float(sn + 2 * c)),
+                                                             _mm256_set1_ps(half_to_float(sn + 2 * c + 1)), 1)
+                                        : _mm512_set1_ps(half_to_float(sn + c * 64 / group));
+          const __m512 scale = _mm512_mul_ps(_mm512_loadu_ps(dxm + c * 16), ws);
+          if (c % 2) t1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), scale, t1);
+          else t0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), scale, t0);
+        }
+        store(y + m * N + n, _mm512_reduce_add_ps(_mm512_add_ps(t0, t1)));
       }
     }
   });
@@ -270,6 +377,16 @@ Tensor int8_linear_op(const Tensor& x, const Tensor& q, const Tensor& s, int64_t
   TORCH_CHECK(s.is_contiguous() && s.scalar_type() == at::kHalf && s.numel() == N * (K / group), "scales must be fp16 [N, K/group]");
   const Tensor xf = x.to(at::kFloat).contiguous();
   Tensor y = at::empty({M, N}, x.options());
+  if (group % 32 == 0 && K % 64 == 0) {
+    const QuantizedX8 xq = quantize_x8(xf.const_data_ptr<float>(), M, K);
+    if (x.scalar_type() == at::kBFloat16)
+      int8_vnni_linear(xq, M, K, q.const_data_ptr<int8_t>(), s.const_data_ptr<c10::Half>(), group, N,
+                       y.mutable_data_ptr<bf16>());
+    else
+      int8_vnni_linear(xq, M, K, q.const_data_ptr<int8_t>(), s.const_data_ptr<c10::Half>(), group, N,
+                       y.mutable_data_ptr<float>());
+    return y;
+  }
   if (x.scalar_type() == at::kBFloat16)
     int8_linear(xf.const_data_ptr<float>(), M, K, q.const_data_ptr<int8_t>(), s.const_data_ptr<c10::Half>(), group, N,
                 y.mutable_data_ptr<bf16>());
