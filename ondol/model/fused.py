@@ -40,7 +40,8 @@ class FusedDecode:
     def build(cls, model: nn.Module) -> FusedDecode | None:
         """The fused step for a loaded model whose linears all run on ondol's compiled kernels, or
         None when some part of it needs the Python layers."""
-        if model.dtype not in (torch.bfloat16, torch.float32) or not hasattr(torch.ops.ondol, "decode_layers"):
+        if model.dtype not in (torch.bfloat16, torch.float32) or not hasattr(torch.ops.ondol, "decode_layers") or \
+                model.config.head_dim > 256:
             return None
         weights: list[torch.Tensor] = []
         kinds: list[int] = []

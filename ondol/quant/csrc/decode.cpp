@@ -19,6 +19,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <immintrin.h>
 #include <torch/library.h>
 
 #include <cmath>
@@ -90,46 +91,54 @@ void rope(T* x, const T* cos, const T* sin, int64_t n, int64_t heads, int64_t D)
   }
 }
 
-// out[i, h] = softmax(q[i, h] . K / sqrt(D)) V over row i's cached slots, in float32.
+// Up to sixteen values (the lanes of mask) as float32, zeros elsewhere.
+inline __m512 load16(const float* p, __mmask16 mask) { return _mm512_maskz_loadu_ps(mask, p); }
+inline __m512 load16(const bf16* p, __mmask16 mask) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, p)), 16));
+}
+
+// out[i, h] = softmax(q[i, h] . K / sqrt(D)) V over row i's cached slots, in float32. One job per
+// (row, head); the dot products and the weighted sum run sixteen lanes at a time (D <= 256,
+// checked by the caller).
 template <typename T>
 void attend(const T* q, const T* kc, const T* vc, const int64_t* slots, int64_t S, const int64_t* lengths,
             int64_t n, int64_t H, int64_t KV, int64_t D, T* out) {
   const float scale = 1.f / std::sqrt(static_cast<float>(D));
-  const int64_t per_kv = H / KV;
+  const int64_t per_kv = H / KV, vecs = (D + 15) / 16;
+  const __mmask16 last = D % 16 ? static_cast<__mmask16>((1u << (D % 16)) - 1) : static_cast<__mmask16>(0xFFFF);
+  auto lanes = [&](int64_t j) { return j + 1 == vecs ? last : static_cast<__mmask16>(0xFFFF); };
   at::parallel_for(0, n * H, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> score, acc(D);
+    std::vector<float> score;
+    __m512 acc[16];  // D <= 256
+    __m512 qv[16];
     for (int64_t job = begin; job < end; ++job) {
       const int64_t i = job / H, h = job % H, g = h / per_kv, len = lengths[i];
-      const T* qh = q + job * D;
+      for (int64_t j = 0; j < vecs; ++j) qv[j] = load16(q + job * D + j * 16, lanes(j));
       score.resize(len);
       float best = -INFINITY;
       for (int64_t t = 0; t < len; ++t) {
         const T* k = kc + (slots[i * S + t] * KV + g) * D;
-        float s = 0.f;
-        for (int64_t d = 0; d < D; ++d) s += static_cast<float>(qh[d]) * static_cast<float>(k[d]);
-        score[t] = s * scale;
+        __m512 dot = _mm512_mul_ps(qv[0], load16(k, lanes(0)));
+        for (int64_t j = 1; j < vecs; ++j) dot = _mm512_fmadd_ps(qv[j], load16(k + j * 16, lanes(j)), dot);
+        score[t] = _mm512_reduce_add_ps(dot) * scale;
         best = std::max(best, score[t]);
       }
       float total = 0.f;
-      std::fill(acc.begin(), acc.end(), 0.f);
+      for (int64_t j = 0; j < vecs; ++j) acc[j] = _mm512_setzero_ps();
       for (int64_t t = 0; t < len; ++t) {
         const float p = std::exp(score[t] - best);
         total += p;
         const T* v = vc + (slots[i * S + t] * KV + g) * D;
-        for (int64_t d = 0; d < D; ++d) acc[d] += p * static_cast<float>(v[d]);
+        const __m512 pv = _mm512_set1_ps(p);
+        for (int64_t j = 0; j < vecs; ++j) acc[j] = _mm512_fmadd_ps(pv, load16(v + j * 16, lanes(j)), acc[j]);
       }
-      for (int64_t d = 0; d < D; ++d) out[job * D + d] = static_cast<T>(acc[d] / total);
+      alignas(64) float o[16];
+      for (int64_t j = 0; j < vecs; ++j) {
+        _mm512_store_ps(o, _mm512_div_ps(acc[j], _mm512_set1_ps(total)));
+        for (int64_t d = 0; d < std::min<int64_t>(16, D - j * 16); ++d) out[job * D + j * 16 + d] = static_cast<T>(o[d]);
+      }
     }
   });
-}
-
-template <typename T>
-void silu_mul(T* gate, const T* up, int64_t count) {
-  for (int64_t j = 0; j < count; ++j) {
-    const float g = static_cast<float>(gate[j]);
-    const T s = static_cast<T>(g / (1.f + std::exp(-g)));
-    gate[j] = static_cast<T>(static_cast<float>(s) * static_cast<float>(up[j]));
-  }
 }
 
 template <typename T>
@@ -176,7 +185,7 @@ Tensor run(const Tensor& x_in, const Tensor& cos, const Tensor& sin, const std::
     // MLP
     rms_norm(xp, lw[1].const_data_ptr<T>(), hp, n, hidden, static_cast<float>(eps));
     Tensor gate = linear(lin[4], h);
-    silu_mul(gate.mutable_data_ptr<T>(), linear(lin[5], h).const_data_ptr<T>(), gate.numel());
+    at::silu_(gate).mul_(linear(lin[5], h));  // PyTorch's own vectorized ops, rounded as llama.py's
     add_into(xp, linear(lin[6], gate).const_data_ptr<T>(), n * hidden);
   }
   return x;
@@ -189,6 +198,7 @@ Tensor decode_layers(const Tensor& x, const Tensor& cos, const Tensor& sin, at::
   const int64_t layers = k_cache.size(0);
   TORCH_CHECK(x.dim() == 2 && x.is_contiguous(), "x must be contiguous [n, hidden]");
   TORCH_CHECK(cos.is_contiguous() && sin.is_contiguous() && cos.size(0) == x.size(0), "cos/sin must be [n, D]");
+  TORCH_CHECK(cos.size(1) <= 256, "head_dim must be at most 256");
   TORCH_CHECK(cos.scalar_type() == x.scalar_type() && k_cache.scalar_type() == x.scalar_type(), "one dtype throughout");
   TORCH_CHECK(k_cache.is_contiguous() && v_cache.is_contiguous() && k_cache.dim() == 4, "caches [layers, slots, KV, D]");
   TORCH_CHECK(static_cast<int64_t>(weights.size()) == layers * PER_LAYER, "expected ", layers * PER_LAYER, " weights");
