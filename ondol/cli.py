@@ -149,6 +149,7 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quant", choices=["int8", "int4"], help="quantize a full-precision model's weights as it loads "
                                                              "(quantized files run as stored)")
     p.add_argument("--max-model-len", type=int, help="cap the context length (default: the model's)")
+    p.add_argument("--threads", type=_positive_int, help="CPU threads (default: one per physical core)")
 
 
 def _sampling_flags(p: argparse.ArgumentParser, max_tokens: int) -> None:
@@ -206,7 +207,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     open_checkpoint(args.model)  # a wrong path or a corrupt file fails here, before a server starts
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
-    wanted = {"dtype": args.dtype, "quant": args.quant, "max_model_len": args.max_model_len,
+    wanted = {"dtype": args.dtype, "quant": args.quant, "max_model_len": args.max_model_len, "threads": args.threads,
               "kv_cache_bytes": args.kv_cache_memory,
               "max_num_seqs": args.max_num_seqs, "max_num_batched_tokens": args.max_num_batched_tokens,
               "enable_prefix_caching": False if args.no_prefix_caching else None, "progress": False}
@@ -269,7 +270,7 @@ def _bench(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace):
     from ondol.llm import LLM
 
-    return LLM(args.model, dtype=args.dtype, quant=args.quant, max_model_len=args.max_model_len)
+    return LLM(args.model, dtype=args.dtype, quant=args.quant, max_model_len=args.max_model_len, threads=args.threads)
 
 
 def _generate(args: argparse.Namespace) -> int:

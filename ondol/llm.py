@@ -27,6 +27,7 @@ from ondol.constrained.chat import ChatCompletion, chat_completion, chat_constra
 from ondol.engine.engine import Engine, EngineConfig, Generation
 from ondol.engine.kv_cache import PagedKVCache
 from ondol.engine.output import Completion
+from ondol.cpu import physical_cores
 from ondol.engine.sampler import SamplingParams
 from ondol.errors import InvalidRequestError
 from ondol.loaders import load
@@ -40,7 +41,7 @@ class LLM:
                  kernels: str = "auto", max_model_len: int | None = None,
                  progress: bool | None = None, kv_cache_bytes: int = 1 << 30, max_num_seqs: int = 64,
                  max_num_batched_tokens: int = 512, block_size: int = 16, enable_prefix_caching: bool = True,
-                 num_kv_blocks: int | None = None) -> None:
+                 num_kv_blocks: int | None = None, threads: int | None = None) -> None:
         """Load a model. ``dtype`` "auto" keeps fp32/bf16 checkpoints as stored and runs fp16 and
         quantized ones in bf16. ``quant`` ("int8" or "int4") quantizes a full-precision model's
         weights as they load (quantized files run as stored; docs/quantization.md); ``kernels``
@@ -48,7 +49,11 @@ class LLM:
         below the model's own; left unset, it is the model's context or what ``kv_cache_bytes``
         holds, whichever is less.
         ``progress`` shows a loading bar (default: when stderr is a terminal). The rest size the
-        engine: KV-cache memory, requests and tokens per step, block size, prefix caching."""
+        engine: KV-cache memory, requests and tokens per step, block size, prefix caching.
+        ``threads`` sets PyTorch's (process-wide) thread count; default one per physical core."""
+        if threads is not None and threads < 1:
+            raise InvalidRequestError("threads must be at least 1.")
+        torch.set_num_threads(threads or physical_cores())
         loaded = load(model, dtype=dtype, progress=progress, quant=quant, kernels=kernels)
         self.checkpoint = loaded.checkpoint
         self.config = loaded.config

@@ -55,7 +55,7 @@ def read_bandwidth(nbytes: int = 1 << 30, repeats: int = 5) -> float:
     """Bytes per second a reduction over all cores reads from memory (1 GiB, best of five)."""
     import torch
 
-    from ondol.bench.worker import physical_cores
+    from ondol.cpu import physical_cores
 
     torch.set_num_threads(physical_cores())
     data = torch.ones(nbytes // 4, dtype=torch.float32)

@@ -16,22 +16,14 @@ tokens after a 128-token prompt; the process's peak resident memory (VmHWM) at t
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
+from ondol.cpu import physical_cores
+
 PROMPT, LONG_PROMPT, NEW_TOKENS = 128, 512, 128
-
-
-def physical_cores() -> int:
-    try:
-        import psutil
-
-        return psutil.cpu_count(logical=False) or len(os.sched_getaffinity(0))
-    except ImportError:
-        return len(os.sched_getaffinity(0))
 
 
 def prompt_ids(n: int, vocab: int, seed: int = 0) -> list[int]:
