@@ -251,6 +251,7 @@ def _assign_weights(model: LlamaForCausalLM, ckpt: Checkpoint, dtype: torch.dtyp
                 group = spec.group_for(params[name].shape[1]) if module in to_quantize and leaf == "weight" else None
                 if t is None and group is not None:
                     t = quantize(source.tensor(name), spec.bits, group, spec.symmetric)
+                    _trim_heap()
                 if t is not None:
                     _check_shape(name, t.shape, params[name].shape)
                     source.release(name)
@@ -290,6 +291,28 @@ def _assign_weights(model: LlamaForCausalLM, ckpt: Checkpoint, dtype: torch.dtyp
 def _check_shape(name: str, got, want) -> None:
     if tuple(got) != tuple(want):
         raise ModelFormatError(f"Tensor {name} has shape {tuple(got)}, but the config implies {tuple(want)}.")
+
+
+def _trim_heap() -> None:
+    """Give the C heap's free pages back to the system (glibc's malloc_trim). Rounding a weight
+    frees megabytes of float32 temporaries between the quantized weights that stay; without this
+    the holes stayed resident: an int8 1B model held ~0.6 GB more than its weights after loading."""
+    if _libc is not None:
+        _libc.malloc_trim(0)
+
+
+def _load_libc():
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+_libc = _load_libc()
 
 
 def _swap(model: nn.Module, name: str, t: QuantTensor, dtype: torch.dtype) -> None:

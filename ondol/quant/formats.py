@@ -161,11 +161,21 @@ def quantize(w: torch.Tensor, bits: int, group: int, symmetric: bool = True, row
     n, k = w.shape
     if k % group or (bits == 4 and group % BLOCK):
         raise OndolError(f"A weight with {k} inputs cannot be cut into groups of {group}.")
-    if n > rows:
-        parts = [_quantize(w[i : i + rows], bits, group, symmetric) for i in range(0, n, rows)]
-        zeros = None if parts[0].zeros is None else torch.cat([p.zeros for p in parts])
-        return QuantTensor(bits, group, torch.cat([p.qweight for p in parts]), torch.cat([p.scales for p in parts]), zeros)
-    return _quantize(w, bits, group, symmetric)
+    if n <= rows:
+        return _quantize(w, bits, group, symmetric)
+    # Rounded slice by slice into the output (no list of parts to concatenate: for a 128k-row
+    # embedding that would hold the quantized table twice at the load's peak).
+    first = _quantize(w[:rows], bits, group, symmetric)
+    out = QuantTensor(bits, group, first.qweight.new_empty(n, first.qweight.shape[1]),
+                      first.scales.new_empty(n, first.scales.shape[1]),
+                      None if first.zeros is None else first.zeros.new_empty(n, first.zeros.shape[1]))
+    for i in range(0, n, rows):
+        part = first if i == 0 else _quantize(w[i : i + rows], bits, group, symmetric)
+        out.qweight[i : i + rows] = part.qweight
+        out.scales[i : i + rows] = part.scales
+        if out.zeros is not None:
+            out.zeros[i : i + rows] = part.zeros
+    return out
 
 
 def _quantize(w: torch.Tensor, bits: int, group: int, symmetric: bool) -> QuantTensor:
