@@ -5,9 +5,11 @@
 // counterpart in ondol/quant/kernels.py that tests compare it against.
 //
 // Decode reads every weight once per token, so these loops are about streaming weight bytes at
-// memory speed: rows are split between threads (at::parallel_for, torch's own pool), four rows at
-// a time share each load of x, and the inner loops are AVX-512 (BF16 dot products for bf16,
-// VNNI u8 x s8 dot products for int4).
+// memory speed: rows are split between threads (at::parallel_for, torch's own pool) in contiguous
+// ranges, and for one row of x each thread reads its weight rows one after another, a single
+// sequential stream (reading four rows side by side measured slower; with several rows of x, bf16
+// still does, to share each weight load between them). The inner loops are AVX-512: BF16 dot
+// products for bf16, VNNI u8 x s8 dot products for int8 and int4 with activations rounded to int8.
 //
 // Shapes: x [M, K] contiguous; W rows contiguous; scales/zeros float16 [N, K / group].
 
