@@ -84,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--cache", help="where the benchmark's models are kept (default ~/.cache/ondol/bench)")
     b.add_argument("--systems", nargs="+", metavar="SYSTEM",
                    help="only these (ondol-bf16 ondol-int8 ondol-int4 llama.cpp-F16 llama.cpp-Q8_0 llama.cpp-Q4_0 "
-                        "transformers-bf16)")
+                        "transformers-bf16; on request also ondol-gguf-Q8_0 ondol-gguf-Q4_0)")
     b.set_defaults(run=_bench)
 
     v = sub.add_parser("serve", help="serve a model over an OpenAI-compatible HTTP API")

@@ -19,9 +19,13 @@ from pathlib import Path
 from ondol.bench.models import SHAPES, build
 from ondol.errors import OndolError
 
-# system -> the model file it runs ("hf" or a GGUF type)
+# system -> the model file it runs ("hf" or a GGUF type). The default run: ondol quantizing the HF
+# folder at load against llama.cpp on its own files and transformers.
 SYSTEMS = {"ondol-bf16": "hf", "ondol-int8": "hf", "ondol-int4": "hf", "llama.cpp-F16": "F16",
            "llama.cpp-Q8_0": "Q8_0", "llama.cpp-Q4_0": "Q4_0", "transformers-bf16": "hf"}
+# on request (--systems): ondol running llama.cpp's own GGUF files, blocks as stored
+EXTRA_SYSTEMS = {"ondol-gguf-Q8_0": "Q8_0", "ondol-gguf-Q4_0": "Q4_0"}
+ALL_SYSTEMS = {**SYSTEMS, **EXTRA_SYSTEMS}
 METRICS = ("load_s", "ttft_s", "prefill_128_tok_s", "prefill_512_tok_s", "decode_tok_s", "peak_rss_bytes",
            "weight_bytes_per_token")
 # ondol's systems and llama.cpp's at the same bits; the targets as (ondol system, its peer,
@@ -80,11 +84,11 @@ def run_worker(system: str, model: Path) -> dict:
 def bench(cfg: BenchConfig, log=print) -> dict:
     if cfg.shape not in SHAPES:
         raise OndolError(f"Unknown shape {cfg.shape!r}; use one of {', '.join(SHAPES)}.")
-    unknown = [s for s in cfg.systems if s not in SYSTEMS]
+    unknown = [s for s in cfg.systems if s not in ALL_SYSTEMS]
     if unknown:
-        raise OndolError(f"Unknown systems {', '.join(unknown)}; use {', '.join(SYSTEMS)}.")
+        raise OndolError(f"Unknown systems {', '.join(unknown)}; use {', '.join(ALL_SYSTEMS)}.")
     shape = SHAPES[cfg.shape]
-    needs_gguf = any(SYSTEMS[s] != "hf" for s in cfg.systems)
+    needs_gguf = any(ALL_SYSTEMS[s] != "hf" for s in cfg.systems)
     paths = build(shape, cfg.cache, log=log, gguf=needs_gguf)
     log("measuring memory read bandwidth")
     bandwidths = [measure_bandwidth() for _ in range(3)]
@@ -93,7 +97,7 @@ def bench(cfg: BenchConfig, log=print) -> dict:
         order = list(cfg.systems) if r % 2 == 0 else list(reversed(cfg.systems))
         for system in order:
             log(f"[{r + 1}/{cfg.repeats}] {system}")
-            result = run_worker(system, paths[SYSTEMS[system]])
+            result = run_worker(system, paths[ALL_SYSTEMS[system]])
             if "error" in result:
                 log(f"  {system} failed: {result['error']}")
             runs.append(result)
@@ -133,7 +137,8 @@ def summarize(runs: list[dict], bandwidth: float, cfg: BenchConfig) -> dict:
     shape = SHAPES[cfg.shape]
     return {"shape": cfg.shape, "parameters": shape.parameters(), "repeats": cfg.repeats,
             "bandwidth_bytes_s": bandwidth, "systems": systems, "targets": targets, "runs": runs,
-            "command": "ondol bench" + (" --quick" if cfg.shape == "quick" else "") + f" --repeats {cfg.repeats}"}
+            "command": "ondol bench" + (" --quick" if cfg.shape == "quick" else "") + f" --repeats {cfg.repeats}"
+                       + ("" if cfg.systems == tuple(SYSTEMS) else " --systems " + " ".join(cfg.systems))}
 
 
 def markdown(report: dict) -> str:

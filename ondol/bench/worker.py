@@ -2,7 +2,8 @@
 prints one JSON object. START is the parent's ``time.time()`` just before it started this process,
 so the time to first token counts the cold start: interpreter, imports, loading, the prompt.
 
-Systems: ``ondol-bf16``/``ondol-int8``/``ondol-int4`` (ondol's engine, the path the server runs),
+Systems: ``ondol-bf16``/``ondol-int8``/``ondol-int4`` (ondol's engine, the path the server runs;
+``ondol-gguf-Q8_0``/``-Q4_0`` run llama.cpp's files),
 ``llama.cpp-F16``/``-Q8_0``/``-Q4_0`` (llama-cpp-python) and ``transformers-bf16``. Every system
 gets the same token ids, the physical cores as threads, greedy decoding that never stops early.
 
@@ -121,7 +122,7 @@ def measure(system: str, model: Path, started: float) -> dict:
     t = time.perf_counter()
     family, _, kind = system.partition("-")
     if family == "ondol":
-        runner = Ondol(model, None if kind == "bf16" else kind)
+        runner = Ondol(model, kind if kind in ("int8", "int4") else None)  # bf16, or a GGUF file as stored
     elif family == "llama.cpp":
         runner = LlamaCpp(model, threads)
     else:

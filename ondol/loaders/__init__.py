@@ -251,8 +251,8 @@ def _assign_weights(model: LlamaForCausalLM, ckpt: Checkpoint, dtype: torch.dtyp
                 group = spec.group_for(params[name].shape[1]) if module in to_quantize and leaf == "weight" else None
                 if t is None and group is not None:
                     t = quantize(source.tensor(name), spec.bits, group, spec.symmetric)
-                    _trim_heap()
                 if t is not None:
+                    _trim_heap()
                     _check_shape(name, t.shape, params[name].shape)
                     source.release(name)
                     _swap(model, module, t, dtype)
@@ -294,9 +294,10 @@ def _check_shape(name: str, got, want) -> None:
 
 
 def _trim_heap() -> None:
-    """Give the C heap's free pages back to the system (glibc's malloc_trim). Rounding a weight
-    frees megabytes of float32 temporaries between the quantized weights that stay; without this
-    the holes stayed resident: an int8 1B model held ~0.6 GB more than its weights after loading."""
+    """Give the C heap's free pages back to the system (glibc's malloc_trim). Rounding a weight, or
+    converting llama.cpp blocks, frees megabytes of temporaries between the quantized weights that
+    stay; without this the holes stayed resident: an int8 1B model held ~0.6 GB more than its
+    weights after loading."""
     if _libc is not None:
         _libc.malloc_trim(0)
 

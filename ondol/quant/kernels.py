@@ -10,10 +10,10 @@ Each kernel set has ``prepare(module)`` (run once at load: repack, cache what it
   reference's dequantize-then-matmul, in the model's dtype, for what neither takes (int8 groups).
 * ``CompiledKernels``: ondol's own (csrc/kernels.cpp, built on first use): for a few rows (decode)
   AVX-512 loops that stream the weights once, bf16 weights included; for many rows (prefill) the
-  weight dequantized to bf16 into a reused buffer and PyTorch's bf16 GEMM. int4, and int8 in
-  groups of 32 or more, round the activations to int8 per block of 32 and multiply in integers, as
-  llama.cpp does (``int8_activations_reference`` is that arithmetic in PyTorch); int8 in groups of
-  16 (GGUF Q6_K) multiplies in float32 with exact activations.
+  weight dequantized to bf16 into a reused buffer and PyTorch's bf16 GEMM. int4 and int8 round
+  the activations to int8 per block of 32 and multiply in integers, as llama.cpp does
+  (``int8_activations_reference`` is that arithmetic in PyTorch); int8 with K not a multiple of
+  64 multiplies in float32 with exact activations.
 
 Dense bf16 linears get the kernels too (``KernelLinear``), as the decode of a bf16 model needs.
 """
@@ -135,9 +135,9 @@ class CompiledKernels(TorchKernels):
 
 
 def int8_activations_reference(m: QuantLinear, x: torch.Tensor) -> torch.Tensor:
-    """What CompiledKernels computes for a few rows of int4, and of int8 in groups of 32 or more
-    with K a multiple of 64, in float32 PyTorch: x rounded to int8 per block of 32 (scale
-    max|x| / 127, round half to even), times the dequantized weight."""
+    """What CompiledKernels computes for a few rows of int4, and of int8 with K a multiple of 64, in
+    float32 PyTorch: x rounded to int8 per block of 32 (scale max|x| / 127, round half to even),
+    times the dequantized weight."""
     x2 = x.reshape(-1, x.shape[-1]).float()
     blocks = x2.view(x2.shape[0], -1, 32)
     d = blocks.abs().amax(-1, keepdim=True) / 127

@@ -122,8 +122,8 @@ void bf16_linear(const bf16* x, int64_t M, int64_t K, const bf16* w, int64_t N, 
   });
 }
 
-// --- int8 with groups of 16 (GGUF Q6_K) or K not a multiple of 64: dequantize 16 weights at a time
-// to float32 and multiply-add (activations stay exact) ---------------------------------------------
+// --- int8 with K not a multiple of 64: dequantize 16 weights at a time to float32 and multiply-add
+// (activations stay exact) -------------------------------------------------------------------------
 
 inline __m512 load_q8(const int8_t* p) {
   return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
@@ -299,7 +299,7 @@ void int4_linear(const QuantizedX& xq, int64_t M, int64_t K, const uint8_t* q, c
 // For 64 weights: |w| (u8) times x carrying w's sign (s8) with vpdpbusd leaves block 0's sum in
 // lanes 0-7 and block 1's in lanes 8-15, scaled there by x's block scale times the weights' group
 // scale. 1.6x PyTorch's _weight_int8pack_mm streaming from memory on a 2-core EPYC
-// (docs/performance.md). Needs groups that are multiples of 32 and K a multiple of 64.
+// (docs/performance.md). Groups of 16 (GGUF Q6_K), 32 or any multiple of 64; K a multiple of 64.
 
 struct QuantizedX8 {
   std::vector<int8_t> q;   // [M, K]
@@ -325,6 +325,7 @@ void int8_vnni_linear(const QuantizedX8& xq, int64_t M, int64_t K, const int8_t*
                       int64_t group, int64_t N, Out* y) {
   const int64_t groups = K / group, chunks = K / 64;
   const __m512i zero = _mm512_setzero_si512();
+  const __m512i spread = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
   for_row_tiles(N, [&](int64_t n0, int64_t n1) {
     for (int64_t m = 0; m < M; ++m) {
       const int8_t* xm = xq.q.data() + m * K;
@@ -337,9 +338,14 @@ void int8_vnni_linear(const QuantizedX8& xq, int64_t M, int64_t K, const int8_t*
           const __m512i w = _mm512_loadu_si512(qn + c * 64), xv = _mm512_loadu_si512(xm + c * 64);
           const __m512i signed_x = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(w), zero, xv);
           const __m512i acc = _mm512_dpbusd_epi32(zero, _mm512_abs_epi8(w), signed_x);
-          const __m512 ws = group == 32 ? _mm512_insertf32x8(_mm512_set1_ps(half_to_float(sn + 2 * c)),
-                                                             _mm256_set1_ps(half_to_float(sn + 2 * c + 1)), 1)
-                                        : _mm512_set1_ps(half_to_float(sn + c * 64 / group));
+          __m512 ws;
+          if (group == 16)  // four groups: lanes 4j..4j+3 hold group j's sums
+            ws = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(
+                                                   _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sn + 4 * c)))));
+          else if (group == 32)
+            ws = _mm512_insertf32x8(_mm512_set1_ps(half_to_float(sn + 2 * c)), _mm256_set1_ps(half_to_float(sn + 2 * c + 1)), 1);
+          else
+            ws = _mm512_set1_ps(half_to_float(sn + c * 64 / group));
           const __m512 scale = _mm512_mul_ps(_mm512_loadu_ps(dxm + c * 16), ws);
           if (c % 2) t1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), scale, t1);
           else t0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), scale, t0);
@@ -379,7 +385,7 @@ Tensor int8_linear_op(const Tensor& x, const Tensor& q, const Tensor& s, int64_t
   TORCH_CHECK(s.is_contiguous() && s.scalar_type() == at::kHalf && s.numel() == N * (K / group), "scales must be fp16 [N, K/group]");
   const Tensor xf = x.to(at::kFloat).contiguous();
   Tensor y = at::empty({M, N}, x.options());
-  if (group % 32 == 0 && K % 64 == 0) {
+  if (K % 64 == 0 && (group == 16 || group == 32 || group % 64 == 0)) {
     const QuantizedX8 xq = quantize_x8(xf.const_data_ptr<float>(), M, K);
     if (x.scalar_type() == at::kBFloat16)
       int8_vnni_linear(xq, M, K, q.const_data_ptr<int8_t>(), s.const_data_ptr<c10::Half>(), group, N,
