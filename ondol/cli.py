@@ -246,22 +246,18 @@ def _quantize(args: argparse.Namespace) -> int:
         options["symmetric"] = True
     spec = QuantSpec.named(args.to, args.group_size, **options)
     r = quantize_folder(args.model, args.out, spec, progress=sys.stderr.isatty())
-    group = f"groups of {spec.group}" if spec.group else "one scale per row"
-    print(f"wrote {r.out}: {r.tensors_quantized} weights as int{spec.bits} ({group}), "
+    print(f"wrote {r.out}: {r.tensors_quantized} weights as {spec.describe()}, "
           f"{r.bytes_in / 1e6:,.1f} MB -> {r.bytes_out / 1e6:,.1f} MB in {r.seconds:.1f} s")
     return 0
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from ondol.bench.run import SYSTEMS, BenchConfig, bench
+    from ondol.bench.run import SYSTEMS, BenchConfig, bench, markdown
 
     cfg = BenchConfig(shape="quick" if args.quick else "llama-3.2-1b", repeats=args.repeats or (1 if args.quick else 3),
-                      out=Path(args.out), systems=tuple(args.systems or SYSTEMS))
-    if args.cache:
-        cfg.cache = Path(args.cache)
+                      out=Path(args.out), systems=tuple(args.systems or SYSTEMS),
+                      **({"cache": Path(args.cache)} if args.cache else {}))
     report = bench(cfg, log=lambda msg: print(msg, file=sys.stderr, flush=True))
-    from ondol.bench.run import markdown
-
     print(markdown(report))
     print(f"wrote {cfg.out / 'bench.json'}, bench.md and bench.png")
     return 0
@@ -434,8 +430,7 @@ def _info(args: argparse.Namespace) -> int:
     rows = [
         ("model", info["path"]),
         ("format", ck.format + "  (" + ", ".join(f"{k}×{v}" for k, v in ck.tensor_types.items()) + ")"
-         + (f"  ·  ondol int{ck.quant.bits}, " + (f"groups of {ck.quant.group}" if ck.quant.group else "per row")
-            if ck.quant else "")),
+         + (f"  ·  ondol {ck.quant.describe()}" if ck.quant else "")),
         ("architecture", f"{cfg.architecture}  ·  {cfg.num_hidden_layers} layers, hidden {cfg.hidden_size}, "
                          f"{cfg.num_attention_heads} heads / {cfg.num_key_value_heads} kv, head_dim {cfg.head_dim}"),
         ("parameters", _count(cfg.num_parameters)),

@@ -73,6 +73,11 @@ class QuantSpec:
             return k
         return next((g for g in sorted(GROUP_SIZES, reverse=True) if g <= self.group and k % g == 0), None)
 
+    def describe(self) -> str:
+        """For people: "int4, groups of 64 with zeros", "int8, one scale per row"."""
+        group = f"groups of {self.group}" if self.group else "one scale per row"
+        return f"int{self.bits}, {group}" + (" with zeros" if self.bits == 4 and not self.symmetric else "")
+
     def to_json(self) -> dict[str, Any]:
         return {"quant_method": "ondol", "format": FORMAT, "bits": self.bits, "group_size": self.group,
                 "symmetric": self.symmetric, "head": self.head, "embeddings": self.embeddings}

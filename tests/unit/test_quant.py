@@ -124,3 +124,9 @@ def test_q8_0_blocks_are_the_same_numbers():
     t = quant_tensor(raw, gguf.GGMLQuantizationType.Q8_0, w.shape, "w")
     assert (t.bits, t.group) == (8, 32)
     assert torch.equal(t.dequantize(), torch.from_numpy(gguf.quants.dequantize(raw, gguf.GGMLQuantizationType.Q8_0)))
+
+
+def test_specs_describe_themselves_for_people():
+    assert QuantSpec.named("int4").describe() == "int4, groups of 64 with zeros"
+    assert QuantSpec.named("int4", 32, symmetric=True).describe() == "int4, groups of 32"
+    assert QuantSpec.named("int8").describe() == "int8, one scale per row"
