@@ -7,7 +7,7 @@ machine's memory read bandwidth and PyTorch's own kernels in the same run.
 Each kernel runs back to back ``--calls`` times per repeat, cycling through copies of the matrix
 that together exceed the last-level cache (``--copies``), so weights come from memory as in a real
 decode; the median over repeats is reported.
-The bandwidth line reads a 1 GiB tensor (sum of int8 as int32 accumulators) with all threads.
+The bandwidth line is ``ondol bench``'s: a 1 GiB float32 reduction on one thread per physical core.
 """
 
 from __future__ import annotations
@@ -20,20 +20,10 @@ import time
 
 import torch
 
+from ondol.bench.run import read_bandwidth
 from ondol.quant.formats import quantize
 from ondol.quant.kernels import CompiledKernels, TorchKernels
 from ondol.quant.modules import KernelLinear, QuantLinear
-
-
-def read_bandwidth(nbytes: int = 1 << 30, repeats: int = 5) -> float:
-    """Bytes per second a full-core reduction reads from memory (a lower bound on the peak)."""
-    data = torch.ones(nbytes // 4, dtype=torch.float32)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        data.sum()
-        times.append(time.perf_counter() - t)
-    return nbytes / min(times)
 
 
 def cycle(fns):

@@ -85,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--systems", nargs="+", metavar="SYSTEM",
                    help="only these (ondol-bf16 ondol-int8 ondol-int4 llama.cpp-F16 llama.cpp-Q8_0 llama.cpp-Q4_0 "
                         "transformers-bf16; on request also ondol-gguf-Q8_0 ondol-gguf-Q4_0)")
+    b.add_argument("--no-parity", action="store_true", help="skip comparing logits with llama.cpp's on the GGUF files")
     b.set_defaults(run=_bench)
 
     v = sub.add_parser("serve", help="serve a model over an OpenAI-compatible HTTP API")
@@ -255,7 +256,7 @@ def _bench(args: argparse.Namespace) -> int:
     from ondol.bench.run import SYSTEMS, BenchConfig, bench, markdown
 
     cfg = BenchConfig(shape="quick" if args.quick else "llama-3.2-1b", repeats=args.repeats or (1 if args.quick else 3),
-                      out=Path(args.out), systems=tuple(args.systems or SYSTEMS),
+                      out=Path(args.out), systems=tuple(args.systems or SYSTEMS), parity=not args.no_parity,
                       **({"cache": Path(args.cache)} if args.cache else {}))
     report = bench(cfg, log=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(markdown(report))

@@ -47,10 +47,9 @@ class Shape:
         }
 
     def parameters(self) -> int:
-        d = self.hidden // self.heads
-        attn = self.hidden * d * (2 * self.heads + 2 * self.kv_heads)
-        mlp = 3 * self.hidden * self.intermediate
-        return self.layers * (attn + mlp + 2 * self.hidden) + self.vocab * self.hidden + self.hidden
+        from ondol.config import ModelConfig
+
+        return ModelConfig.from_hf(self.config()).num_parameters
 
 
 SHAPES = {

@@ -44,7 +44,7 @@ ROOFLINE_TARGET = 0.85
 class BenchConfig:
     shape: str = "llama-3.2-1b"
     repeats: int = 3
-    out: Path = Path("bench")
+    out: Path = Path("bench-results")
     cache: Path = Path.home() / ".cache" / "ondol" / "bench"
     systems: tuple[str, ...] = tuple(SYSTEMS)
     parity: bool = True  # also compare logits with llama.cpp's on the GGUF files

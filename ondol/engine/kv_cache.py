@@ -15,6 +15,7 @@ Shapes: q [B, H, T, D]; k, v [B, KV, T, D]; out [B, H, T, D].
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -123,28 +124,33 @@ class PagedStep:
         decode = [s for s in seqs if s.length == 1]
         self.chunks = [(s, cache.slots(s.block_ids, 0, s.end)) for s in seqs if s.length > 1]
         self.decode_rows = torch.tensor([s.row for s in decode], dtype=torch.int64)
-        self.decode_slots = self.decode_mask = self.decode_lengths = None
+        self.decode_slots = self.decode_lengths = None
         # Only single-token spans, each seeing all its keys: what the fused decode step (model/fused.py) runs.
         self.decode_only = not self.chunks and all(cache.window is None or s.end <= cache.window for s in decode)
         if decode:
             s_max = max(s.end for s in decode)
             slots = torch.empty(len(decode), s_max, dtype=torch.int64)
-            key_pos = torch.full((len(decode), s_max), -1, dtype=torch.int64)  # -1: padding, masked
             for i, s in enumerate(decode):
                 own = cache.slots(s.block_ids, 0, s.end)
                 # Padding repeats the request's first slot: masked out, but it must hold finite
                 # numbers, since 0 * NaN from never-written memory would still poison the sum.
                 slots[i] = own[0]
                 slots[i, : s.end] = own
-                key_pos[i, : s.end] = torch.arange(s.end)
-            q_pos = torch.tensor([[s.start] for s in decode])
             self.decode_slots = slots
             self.decode_lengths = torch.tensor([s.end for s in decode], dtype=torch.int64)
-            self.decode_mask = causal_mask(q_pos, key_pos, cache.window)  # [n, 1, 1, S_max]
         self._chunk_masks = [
             causal_mask(torch.arange(s.start, s.end)[None], torch.arange(s.end)[None], cache.window)
             for s, _ in self.chunks
         ]
+
+    @cached_property
+    def decode_mask(self) -> torch.Tensor:
+        """[n, 1, 1, S_max] for the decoding rows: each query (at position length - 1) sees its own
+        keys 0..length-1, not the padding. Only the Python layers need it; the fused step uses the
+        lengths, so it is built on first use."""
+        keys = torch.arange(self.decode_slots.shape[1])[None]
+        key_pos = torch.where(keys < self.decode_lengths[:, None], keys, -1)  # -1: padding, masked
+        return causal_mask((self.decode_lengths - 1)[:, None], key_pos, self.cache.window)
 
     def prepare(self, positions: torch.Tensor) -> None:
         pass  # everything was derived from the spans in __init__

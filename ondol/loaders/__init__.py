@@ -21,8 +21,8 @@ from torch import nn
 from ondol.config import ModelConfig
 from ondol.errors import ModelFormatError, ModelNotFoundError, OndolError, UnsupportedModelError
 from ondol.model import LlamaForCausalLM
-from ondol.quant.formats import QuantSpec, QuantTensor, quantize
 from ondol.model.fused import FusedDecode
+from ondol.quant.formats import QuantSpec, QuantTensor, quantize
 from ondol.quant.modules import QuantEmbedding, QuantLinear, use_kernels
 
 if TYPE_CHECKING:
@@ -32,7 +32,8 @@ GGUF_MAGIC = b"GGUF"
 PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt", ".pkl")
 # Tensors some checkpoints carry that the model derives itself.
 DERIVED = ("rotary_emb.inv_freq",)
-QUANTIZED_GGUF = ("Q8_0", "Q4_0", "Q4_K", "Q6_K")
+# gguf_quant.QUANTIZED by name, without importing gguf-py at start-up (test_gguf.py checks they agree)
+QUANTIZED_GGUF = ("Q8_0", "Q4_0", "Q6_K", "Q4_K")
 QUANT_PARTS = ("qweight", "scales", "zeros")
 
 

@@ -45,8 +45,7 @@ from ondol.quant.formats import QuantTensor
 SUPPORTED_ARCHITECTURES = ("llama", "mistral", "qwen2")
 ROPE_PERMUTED = ("llama", "mistral")
 VIEWED = {QType.F32: torch.float32, QType.F16: torch.float16, QType.BF16: torch.bfloat16}
-DEQUANTIZED = (QType.Q8_0, QType.Q4_0, QType.Q4_K, QType.Q6_K)
-SUPPORTED_TYPES = (*VIEWED, *DEQUANTIZED)
+SUPPORTED_TYPES = (*VIEWED, *QUANTIZED)  # QUANTIZED: the block types gguf_quant.py keeps as they are
 PAGE = mmap.PAGESIZE
 _REQUIRED = object()
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ondol.quant.kernels import CompiledKernels
 from ondol.quant.modules import QuantLinear
 
 LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
@@ -29,7 +30,7 @@ def _or_none(t: torch.Tensor | None) -> torch.Tensor:
 
 
 class FusedDecode:
-    MAX_ROWS = 16  # the compiled matmuls stream weights for up to this many rows
+    MAX_ROWS = CompiledKernels.DECODE_ROWS  # the compiled matmuls stream weights for up to this many rows
 
     def __init__(self, model: nn.Module, weights: list[torch.Tensor], kinds: list[int], groups: list[int]) -> None:
         cfg = model.config

@@ -1,4 +1,4 @@
-"""Building ondol's compiled CPU kernels (csrc/kernels.cpp) on the machine that runs them.
+"""Building ondol's compiled CPU kernels (csrc/kernels.cpp, csrc/decode.cpp) on the machine that runs them.
 
 The sources (csrc/) ship in the package; the first process that wants the kernels compiles it with the
 machine's C++ compiler for the machine's CPU (``-march=native``) through PyTorch's extension

@@ -148,8 +148,7 @@ class QuantTensor:
             z = None if z is None else z[rows]
         n = q.shape[0]
         if self.bits == 4:
-            blocks = q.view(n, -1, BLOCK // 2)  # [n, K/32, 16]
-            q = torch.cat([blocks & 0x0F, blocks >> 4], dim=-1).view(n, -1).float() - 8  # [n, K]
+            q = unpack_int4(q).float() - 8  # [n, K]
         else:
             q = q.float()
         w = q.view(n, -1, self.group) * s.float()[..., None]
@@ -216,6 +215,13 @@ def _divide(x: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     """x / scale per group, 0 where the group is all zeros (scale 0)."""
     s = scales.float()[..., None]
     return torch.where(s == 0, torch.zeros_like(x), x / torch.where(s == 0, torch.ones_like(s), s))
+
+
+def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
+    """[N, K/2] in Q4_0 nibble order -> uint8 [N, K] of values 0..15 (pack_int4's inverse)."""
+    n = packed.shape[0]
+    blocks = packed.view(n, -1, BLOCK // 2)  # [n, K/32, 16]: low nibbles first halves, high second
+    return torch.cat([blocks & 0x0F, blocks >> 4], dim=-1).view(n, -1)
 
 
 def pack_int4(q: torch.Tensor) -> torch.Tensor:

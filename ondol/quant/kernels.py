@@ -6,11 +6,13 @@ Each kernel set has ``prepare(module)`` (run once at load: repack, cache what it
 * ``ReferenceKernels``: dequantize to float32 and multiply in float32. Slow, exact: what every
   faster set is tested against.
 * ``TorchKernels``: PyTorch's own CPU kernels: ``_weight_int8pack_mm`` for int8 with one scale per
-  row, ``_weight_int4pack_mm_for_cpu`` for int4 (repacked to its tile layout at load), and the
-  reference's dequantize-then-matmul, in the model's dtype, for what neither takes (int8 groups).
+  row, ``_weight_int4pack_mm_for_cpu`` for int4 with outputs in multiples of 16 (repacked to its
+  tile layout at load), and the reference's dequantize-then-matmul, in the model's dtype, for what
+  neither takes (int8 in groups, other int4).
 * ``CompiledKernels``: ondol's own (csrc/kernels.cpp, built on first use): for a few rows (decode)
-  AVX-512 loops that stream the weights once, bf16 weights included; for many rows (prefill) the
-  weight dequantized to bf16 into a reused buffer and PyTorch's bf16 GEMM. int4 and int8 round
+  AVX-512 loops that stream the weights once, bf16 weights included; for many rows (prefill) of a
+  bf16 model the weight dequantized to bf16 into a reused buffer and PyTorch's bf16 GEMM (weights
+  above SCRATCH_LIMIT, such as an output head, and float32 models stream 16 rows at a time). int4 and int8 round
   the activations to int8 per block of 32 and multiply in integers, as llama.cpp does
   (``int8_activations_reference`` is that arithmetic in PyTorch); int8 with K not a multiple of
   64 multiplies in float32 with exact activations.
@@ -25,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ondol.errors import OndolError
+from ondol.quant.formats import unpack_int4
 from ondol.quant.modules import QuantLinear
 
 
@@ -51,9 +54,7 @@ class TorchKernels(ReferenceKernels):
             m.packed = ("int8pack", m.scales[:, 0])
         elif m.bits == 4 and m.out_features % 16 == 0:  # the tile layout packs outputs in 16s
             q = m.tensor()
-            n, k = q.shape
-            blocks = q.qweight.view(n, k // 32, 16)
-            values = torch.cat([blocks & 0x0F, blocks >> 4], dim=-1).view(n, k).to(torch.int32)
+            values = unpack_int4(q.qweight).to(torch.int32)
             packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(values, 2)
             zeros = q.zeros if q.zeros is not None else torch.zeros_like(q.scales)
             # [K/group, N, 2]: (scale, zero) of each group of each output
@@ -93,11 +94,12 @@ class CompiledKernels(TorchKernels):
 
     def prepare(self, m: QuantLinear) -> None:
         if m.bits == 8 and m.group % 16:
-            super().prepare(m)  # (groups of 16 or more only)
+            super().prepare(m)  # ondol's int8 loops take groups that are multiples of 16
         else:
             m.packed = ("compiled",)
-        if m.out_features * m.in_features <= self.SCRATCH_LIMIT:
-            self.scratch = torch.empty(max(self.scratch.numel(), m.out_features * m.in_features), dtype=torch.bfloat16)
+        size = m.out_features * m.in_features
+        if self.scratch.numel() < size <= self.SCRATCH_LIMIT:  # one buffer, as large as the largest weight
+            self.scratch = torch.empty(size, dtype=torch.bfloat16)
 
     def linear(self, m: QuantLinear, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape

@@ -428,3 +428,10 @@ def test_tokenizer_from_gguf_matches_hf(name, gguf_file, hf_loaded):
         assert got.decode(ids) == want.decode(ids)
     assert got.bos_token_id == want.bos_token_id
     assert got.chat_template == want.chat_template
+
+
+def test_the_loaders_list_of_quantized_gguf_types_is_gguf_quants():
+    from ondol.loaders import QUANTIZED_GGUF
+    from ondol.loaders.gguf_quant import QUANTIZED
+
+    assert set(QUANTIZED_GGUF) == {t.name for t in QUANTIZED}
