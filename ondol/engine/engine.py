@@ -12,6 +12,7 @@ requests free their blocks at once.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 from collections.abc import Iterator
@@ -88,6 +89,11 @@ class Engine:
         self._bitmask = allocate_bitmask(1, model.config.vocab_size)  # one row, refilled per constrained sample
         self._ids = itertools.count()
         self._computed = self._prompt = self._generated = 0
+        # Everything made so far (modules, tensors, tokenizer and grammar tables) lives as long as the
+        # engine. Frozen, it is out of the garbage collector's sight: the collections a step's small
+        # objects trigger no longer walk it (they took ~5 % of a 1B int4 decode step).
+        gc.collect()
+        gc.freeze()
 
     # --- requests ---------------------------------------------------------------------------------
 

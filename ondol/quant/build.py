@@ -20,6 +20,11 @@ from pathlib import Path
 import torch
 
 CSRC = Path(__file__).with_name("csrc")  # kernels.cpp (the matmuls), decode.cpp (the fused decode step)
+# -fopenmp: at::parallel_for is a header template that runs its body on torch's OpenMP threads only
+# when the caller is compiled with OpenMP; without it every "parallel" loop ran on one thread. The
+# library then shares the libgomp.so.1 torch has already loaded (the same soname), so there is
+# one thread pool, torch's.
+FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fopenmp")
 NEEDED_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_bf16", "avx512_vnni", "f16c")
 
 
@@ -68,7 +73,8 @@ def _build(quiet: bool) -> None:
         raise KernelsUnavailable("no C++ compiler (c++ or g++) is installed")
     sources = sorted(CSRC.glob("*.cpp"))
     source = b"".join(p.read_bytes() for p in sorted(CSRC.iterdir()) if p.suffix in (".cpp", ".h"))
-    key = hashlib.sha256(source + torch.__version__.encode() + " ".join(sorted(cpu_flags())).encode()).hexdigest()[:16]
+    key = hashlib.sha256(source + " ".join(FLAGS).encode() + torch.__version__.encode() +
+                         " ".join(sorted(cpu_flags())).encode()).hexdigest()[:16]
     folder = cache_dir() / key
     folder.mkdir(parents=True, exist_ok=True)
     built = any(folder.glob("*.so"))
@@ -78,7 +84,7 @@ def _build(quiet: bool) -> None:
 
     try:
         cpp_extension.load(name=f"ondol_kernels_{key}", sources=[str(p) for p in sources], build_directory=str(folder),
-                           extra_cflags=["-O3", "-march=native", "-fno-math-errno"], is_python_module=False,
+                           extra_cflags=list(FLAGS), extra_ldflags=["-fopenmp"], is_python_module=False,
                            verbose=False)
     except (RuntimeError, OSError, ImportError) as e:
         raise KernelsUnavailable(f"compiling {CSRC} failed: {str(e).strip().splitlines()[-1]}") from e

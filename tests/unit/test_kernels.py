@@ -37,6 +37,15 @@ def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
     return ((got.float() - want.float()).abs().max() / want.float().abs().max()).item()
 
 
+def test_the_kernels_run_on_all_of_torchs_threads(compiled):
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)  # a one-core machine would otherwise test nothing
+        assert torch.ops.ondol.parallel_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("rows", [1, 3, 16])
 @pytest.mark.parametrize("n,k", [(1, 64), (5, 96), (67, 2048), (8, 48)])
 def test_bf16_rows_match_float32_math(compiled, rows, n, k):
@@ -52,7 +61,7 @@ def test_bf16_rows_match_float32_math(compiled, rows, n, k):
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
-@pytest.mark.parametrize("group,k", [(16, 256), (32, 256), (128, 512), (None, 320), (None, 2048), (32, 96), (16, 48)])  # K % 64 != 0: the float32 loop
+@pytest.mark.parametrize("group,k", [(16, 256), (32, 256), (64, 256), (128, 512), (192, 384), (None, 320), (None, 2048), (32, 96), (16, 48)])  # K % 64 != 0: the float32 loop
 @pytest.mark.parametrize("rows", [1, 5, 40])
 def test_int8_matches_the_reference(compiled, dtype, group, k, rows):
     m = module(8, group or k, True, 37, k, compiled, bias=True)

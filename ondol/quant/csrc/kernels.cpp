@@ -24,6 +24,8 @@
 #include <immintrin.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <cstdint>
@@ -50,12 +52,25 @@ inline void prefetch_l2(const void* p, int64_t n) {
   for (int64_t i = 0; i < n; i += 64) _mm_prefetch(c + i, _MM_HINT_T1);
 }
 
-// Rows of W split into tiles of TILE between torch's threads.
+// Rows of W handed to the threads in chunks through a shared counter, each chunk a whole number of
+// TILEs: a thread that finishes early takes the next chunk. On a VM one vCPU often runs slower than
+// the other for a while, and fixed halves left the faster one idle at the end of every matmul
+// (a streamed bf16 row: 27-30 GB/s in fixed halves, 29-33 with chunks; docs/performance.md).
 template <typename F>
 void for_row_tiles(int64_t n, F body) {
-  const int64_t tiles = (n + TILE - 1) / TILE;
-  at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) body(t * TILE, std::min(n, (t + 1) * TILE));
+  auto tiles = [&](int64_t n0, int64_t n1) {
+    for (int64_t t = n0; t < n1; t += TILE) body(t, std::min(n1, t + TILE));
+  };
+  const int64_t threads = at::get_num_threads();
+  // about 8 chunks a thread, 16 to 256 rows each
+  const int64_t chunk = std::clamp<int64_t>(n / (threads * 8) / TILE * TILE, 16, 256);
+  if (threads == 1 || n <= chunk || at::in_parallel_region()) {
+    tiles(0, n);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+    for (int64_t n0 = next.fetch_add(chunk); n0 < n; n0 = next.fetch_add(chunk)) tiles(n0, std::min(n, n0 + chunk));
   });
 }
 
@@ -264,9 +279,7 @@ void int4_linear(const QuantizedX& xq, int64_t M, int64_t K, const uint8_t* q, c
         const c10::Half* sn = s + n * groups;
         const c10::Half* zn = z ? z + n * groups : nullptr;
         __m512 total = _mm512_setzero_ps();
-        for (int64_t c = 0; c < xq.chunks; ++c) {
-          const int64_t left = std::min<int64_t>(4, K / 32 - c * 4);
-          prefetch_l2(qn + c * 64, 64);
+        auto chunk = [&](int64_t c, int64_t left, __m512 t) {
           const __m512i v = left == 4 ? _mm512_loadu_si512(qn + c * 64)
                                       : _mm512_maskz_loadu_epi8((__mmask64)((1ull << (16 * left)) - 1), qn + c * 64);
           const __m512i lo = _mm512_and_si512(v, low);
@@ -275,8 +288,18 @@ void int4_linear(const QuantizedX& xq, int64_t M, int64_t K, const uint8_t* q, c
           acc = _mm512_dpbusd_epi32(acc, hi, _mm512_loadu_si512(xm + c * 128 + 64));
           const __m128 scale = _mm_mul_ps(block_params<G>(sn, c, left), _mm_loadu_ps(dxm + c * 4));
           const __m512 wide = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(scale));
-          total = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), wide, total);
+          return _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), wide, t);
+        };
+        const int64_t full = K / 128;
+        __m512 total2 = _mm512_setzero_ps();
+        int64_t c = 0;
+        for (; c + 2 <= full; c += 2) {
+          prefetch_l2(qn + c * 64, 128);
+          total = chunk(c, 4, total);
+          total2 = chunk(c + 1, 4, total2);
         }
+        for (; c < xq.chunks; ++c) total = chunk(c, std::min<int64_t>(4, K / 32 - c * 4), total);
+        total = _mm512_add_ps(total, total2);
         // sum over groups of (z - 8 s) * gsum, sixteen groups at a time
         __m512 fix = _mm512_setzero_ps();
         int64_t g = 0;
@@ -320,11 +343,21 @@ QuantizedX8 quantize_x8(const float* x, int64_t M, int64_t K) {
   return r;
 }
 
-template <typename Out>
+// The u8 x s8 products of 64 weights with x's 64 int8 activations: lanes 0-7 hold block 0's sums,
+// lanes 8-15 block 1's.
+inline __m512i int8_dot64(const int8_t* w, const int8_t* x) {
+  const __m512i wv = _mm512_loadu_si512(w), xv = _mm512_loadu_si512(x), zero = _mm512_setzero_si512();
+  const __m512i signed_x = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(wv), zero, xv);
+  return _mm512_dpbusd_epi32(zero, _mm512_abs_epi8(wv), signed_x);
+}
+
+// G: the weights' group, 16 or 32 (a scale per block, applied with x's in every chunk), or 0 for a
+// multiple of 64 given at run time (the group's scale applied once per group: per-row int8 has a
+// single group per row, so its loop is dot products, one conversion and one FMA per 64 bytes).
+template <int G, typename Out>
 void int8_vnni_linear(const QuantizedX8& xq, int64_t M, int64_t K, const int8_t* q, const c10::Half* s,
                       int64_t group, int64_t N, Out* y) {
-  const int64_t groups = K / group, chunks = K / 64;
-  const __m512i zero = _mm512_setzero_si512();
+  const int64_t groups = K / group, chunks = K / 64, per_group = group / 64;
   const __m512i spread = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
   for_row_tiles(N, [&](int64_t n0, int64_t n1) {
     for (int64_t m = 0; m < M; ++m) {
@@ -333,27 +366,48 @@ void int8_vnni_linear(const QuantizedX8& xq, int64_t M, int64_t K, const int8_t*
       for (int64_t n = n0; n < n1; ++n) {
         const int8_t* qn = q + n * K;
         const c10::Half* sn = s + n * groups;
-        __m512 t0 = _mm512_setzero_ps(), t1 = t0;
-        for (int64_t c = 0; c < chunks; ++c) {
-          const __m512i w = _mm512_loadu_si512(qn + c * 64), xv = _mm512_loadu_si512(xm + c * 64);
-          const __m512i signed_x = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(w), zero, xv);
-          const __m512i acc = _mm512_dpbusd_epi32(zero, _mm512_abs_epi8(w), signed_x);
-          __m512 ws;
-          if (group == 16)  // four groups: lanes 4j..4j+3 hold group j's sums
-            ws = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(
-                                                   _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sn + 4 * c)))));
-          else if (group == 32)
-            ws = _mm512_insertf32x8(_mm512_set1_ps(half_to_float(sn + 2 * c)), _mm256_set1_ps(half_to_float(sn + 2 * c + 1)), 1);
-          else
-            ws = _mm512_set1_ps(half_to_float(sn + c * 64 / group));
-          const __m512 scale = _mm512_mul_ps(_mm512_loadu_ps(dxm + c * 16), ws);
-          if (c % 2) t1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), scale, t1);
-          else t0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), scale, t0);
+        __m512 total = _mm512_setzero_ps();
+        if constexpr (G == 0) {
+          for (int64_t g = 0; g < groups; ++g) {
+            __m512 t0 = _mm512_setzero_ps(), t1 = t0;  // two chains hide the FMA latency
+            int64_t c = g * per_group;
+            for (; c + 2 <= (g + 1) * per_group; c += 2) {
+              prefetch_l2(qn + c * 64, 128);
+              t0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(int8_dot64(qn + c * 64, xm + c * 64)), _mm512_loadu_ps(dxm + c * 16), t0);
+              t1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(int8_dot64(qn + c * 64 + 64, xm + c * 64 + 64)),
+                                   _mm512_loadu_ps(dxm + c * 16 + 16), t1);
+            }
+            if (c < (g + 1) * per_group) {
+              prefetch_l2(qn + c * 64, 64);
+              t0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(int8_dot64(qn + c * 64, xm + c * 64)), _mm512_loadu_ps(dxm + c * 16), t0);
+            }
+            total = _mm512_fmadd_ps(_mm512_add_ps(t0, t1), _mm512_set1_ps(half_to_float(sn + g)), total);
+          }
+        } else {
+          for (int64_t c = 0; c < chunks; ++c) {
+            prefetch_l2(qn + c * 64, 64);
+            __m512 ws;
+            if constexpr (G == 16)  // four groups: lanes 4j..4j+3 hold group j's sums
+              ws = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(
+                                                     _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sn + 4 * c)))));
+            else
+              ws = _mm512_insertf32x8(_mm512_set1_ps(half_to_float(sn + 2 * c)), _mm256_set1_ps(half_to_float(sn + 2 * c + 1)), 1);
+            const __m512 scale = _mm512_mul_ps(_mm512_loadu_ps(dxm + c * 16), ws);
+            total = _mm512_fmadd_ps(_mm512_cvtepi32_ps(int8_dot64(qn + c * 64, xm + c * 64)), scale, total);
+          }
         }
-        store(y + m * N + n, _mm512_reduce_add_ps(_mm512_add_ps(t0, t1)));
+        store(y + m * N + n, _mm512_reduce_add_ps(total));
       }
     }
   });
+}
+
+template <typename Out>
+void int8_vnni_dispatch(const QuantizedX8& xq, int64_t M, int64_t K, const int8_t* q, const c10::Half* s,
+                        int64_t group, int64_t N, Out* y) {
+  if (group == 16) int8_vnni_linear<16>(xq, M, K, q, s, group, N, y);
+  else if (group == 32) int8_vnni_linear<32>(xq, M, K, q, s, group, N, y);
+  else int8_vnni_linear<0>(xq, M, K, q, s, group, N, y);
 }
 
 void check_x(const Tensor& x, int64_t K) {
@@ -388,10 +442,10 @@ Tensor int8_linear_op(const Tensor& x, const Tensor& q, const Tensor& s, int64_t
   if (K % 64 == 0 && (group == 16 || group == 32 || group % 64 == 0)) {
     const QuantizedX8 xq = quantize_x8(xf.const_data_ptr<float>(), M, K);
     if (x.scalar_type() == at::kBFloat16)
-      int8_vnni_linear(xq, M, K, q.const_data_ptr<int8_t>(), s.const_data_ptr<c10::Half>(), group, N,
+      int8_vnni_dispatch(xq, M, K, q.const_data_ptr<int8_t>(), s.const_data_ptr<c10::Half>(), group, N,
                        y.mutable_data_ptr<bf16>());
     else
-      int8_vnni_linear(xq, M, K, q.const_data_ptr<int8_t>(), s.const_data_ptr<c10::Half>(), group, N,
+      int8_vnni_dispatch(xq, M, K, q.const_data_ptr<int8_t>(), s.const_data_ptr<c10::Half>(), group, N,
                        y.mutable_data_ptr<float>());
     return y;
   }
@@ -472,7 +526,17 @@ void dequantize_op(const Tensor& q, const Tensor& s, const std::optional<Tensor>
 
 }  // namespace ondol
 
+// How many calls of a parallel loop's body this library makes over torch's threads: one per thread
+// when it is built with OpenMP, one in all when it is not (at::parallel_for then runs on the calling
+// thread), which a test checks.
+int64_t parallel_threads_op() {
+  std::atomic<int64_t> calls{0};
+  at::parallel_for(0, at::get_num_threads(), 1, [&](int64_t, int64_t) { calls += 1; });
+  return calls;
+}
+
 TORCH_LIBRARY(ondol, m) {
+  m.def("parallel_threads() -> int", &parallel_threads_op);
   m.def("bf16_linear(Tensor x, Tensor w) -> Tensor", &ondol::bf16_linear_op);
   m.def("int8_linear(Tensor x, Tensor q, Tensor s, int group) -> Tensor", &ondol::int8_linear_op);
   m.def("int4_linear(Tensor x, Tensor q, Tensor s, Tensor? z, int group) -> Tensor", &ondol::int4_linear_op);
