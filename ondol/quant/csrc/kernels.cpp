@@ -204,15 +204,15 @@ struct QuantizedX {
 // One block of 32 activations rounded to int8: scale max|x| / 127, round half to even (as
 // torch.round in kernels.py's int8_activations_reference). Returns the scale; sum gets sum(xq).
 inline float round_block(const float* xb, int8_t* out, int32_t& sum) {
-  float amax = 0.f;
-  for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i]));
+  const __m512 a = _mm512_loadu_ps(xb), b = _mm512_loadu_ps(xb + 16);
+  const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
   const float d = amax / 127.f, id = d > 0 ? 1.f / d : 0.f;
-  sum = 0;
-  for (int i = 0; i < 32; ++i) {
-    const int v = static_cast<int>(std::nearbyint(xb[i] * id));
-    sum += v;
-    out[i] = static_cast<int8_t>(v);
-  }
+  // cvtps rounds to nearest even (the default MXCSR mode), as std::nearbyint and torch.round
+  const __m512i qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, _mm512_set1_ps(id)));
+  const __m512i qb = _mm512_cvtps_epi32(_mm512_mul_ps(b, _mm512_set1_ps(id)));
+  sum = _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtepi32_epi8(qa));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16), _mm512_cvtepi32_epi8(qb));
   return d;
 }
 
@@ -229,7 +229,8 @@ QuantizedX quantize_x(const float* x, int64_t M, int64_t K) {
       const float d = round_block(x + m * K + b * 32, block, total);
       const int64_t c = b / 4, j = b % 4;
       int8_t* dst = r.q.data() + (m * r.chunks + c) * 128;
-      for (int i = 0; i < 32; ++i) dst[(i < 16 ? 0 : 64) + j * 16 + (i % 16)] = block[i];
+      std::memcpy(dst + j * 16, block, 16);
+      std::memcpy(dst + 64 + j * 16, block + 16, 16);
       r.scale[(m * r.chunks + c) * 4 + j] = d;
       r.sum[(m * r.chunks + c) * 4 + j] = d * static_cast<float>(total);
     }
