@@ -11,7 +11,7 @@ Each kernel set has ``prepare(module)`` (run once at load: repack, cache what it
   neither takes (int8 in groups, other int4).
 * ``CompiledKernels``: ondol's own (csrc/kernels.cpp, built on first use): for a few rows (decode)
   AVX-512 loops that stream the weights once, bf16 weights included; for many rows (prefill) of a
-  bf16 model the weight dequantized to bf16 into a reused buffer and PyTorch's bf16 GEMM (weights
+  bf16 model the weight dequantized (or copied) to float32 into a reused buffer and PyTorch's float32 GEMM (weights
   above SCRATCH_LIMIT, such as an output head, and float32 models stream 16 rows at a time). int4 and int8 round
   the activations to int8 per block of 32 and multiply in integers, as llama.cpp does
   (``int8_activations_reference`` is that arithmetic in PyTorch); int8 with K not a multiple of
@@ -82,6 +82,7 @@ class CompiledKernels(TorchKernels):
     name = "compiled"
     DECODE_ROWS = 16  # up to this many rows, stream the weights; beyond, dequantize once and GEMM
     SCRATCH_LIMIT = 64 << 20  # weights larger than this (an output head) never dequantize whole
+    PREFILL_DTYPE = torch.float32
 
     def __init__(self, quiet: bool = False) -> None:
         from ondol.quant import build
@@ -90,7 +91,7 @@ class CompiledKernels(TorchKernels):
             build.load(quiet)
         except build.KernelsUnavailable as e:
             raise OndolError(f"ondol's compiled kernels are unavailable: {e}.") from None
-        self.scratch = torch.empty(0, dtype=torch.bfloat16)
+        self.scratch = torch.empty(0, dtype=self.PREFILL_DTYPE)
 
     def prepare(self, m: QuantLinear) -> None:
         if m.bits == 8 and m.group % 16:
@@ -99,7 +100,7 @@ class CompiledKernels(TorchKernels):
             m.packed = ("compiled",)
         size = m.out_features * m.in_features
         if self.scratch.numel() < size <= self.SCRATCH_LIMIT:  # one buffer, as large as the largest weight
-            self.scratch = torch.empty(size, dtype=torch.bfloat16)
+            self.scratch = torch.empty(size, dtype=self.PREFILL_DTYPE)
 
     def linear(self, m: QuantLinear, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
@@ -109,15 +110,24 @@ class CompiledKernels(TorchKernels):
         if m.packed[0] != "compiled" or x.dtype not in (torch.bfloat16, torch.float32):
             return super().linear(m, x)
         if prefill:
-            w = self.scratch[: n * k].view(n, k)
-            torch.ops.ondol.dequantize(m.qweight, m.scales, m.zeros, m.bits, m.group, w)
-            y = F.linear(x2, w)
-        else:
-            parts = [self._stream(m, x2[i : i + self.DECODE_ROWS]) for i in range(0, rows, self.DECODE_ROWS)]
-            y = parts[0] if len(parts) == 1 else torch.cat(parts)
+            return self._gemm(x, n, k, lambda w: torch.ops.ondol.dequantize(m.qweight, m.scales, m.zeros, m.bits,
+                                                                             m.group, w), m.bias)
+        parts = [self._stream(m, x2[i : i + self.DECODE_ROWS]) for i in range(0, rows, self.DECODE_ROWS)]
+        y = parts[0] if len(parts) == 1 else torch.cat(parts)
         if m.bias is not None:
             y = y + m.bias.to(y.dtype)
         return y.view(*shape[:-1], n)
+
+    def _gemm(self, x: torch.Tensor, n: int, k: int, fill, bias: torch.Tensor | None) -> torch.Tensor:
+        """Many rows of a bf16 model (a prompt): the weight written into the float32 scratch by
+        ``fill`` (n * k <= SCRATCH_LIMIT), then PyTorch's float32 GEMM. On AVX-512 CPUs without AMX that GEMM runs 1.2-1.6x PyTorch's bf16
+        one for a 128-512-token prompt, the copy included (docs/performance.md)."""
+        if self.scratch.numel() < n * k:
+            self.scratch = torch.empty(n * k, dtype=self.PREFILL_DTYPE)
+        w = self.scratch[: n * k].view(n, k)
+        fill(w)
+        y = F.linear(x.to(w.dtype), w, None if bias is None else bias.to(w.dtype))
+        return y.to(x.dtype)
 
     @staticmethod
     def _stream(m: QuantLinear, x: torch.Tensor) -> torch.Tensor:
@@ -127,9 +137,13 @@ class CompiledKernels(TorchKernels):
 
     def dense(self, m: nn.Linear, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // x.shape[-1]
-        if rows > self.DECODE_ROWS or x.dtype != torch.bfloat16 or m.weight.dtype != torch.bfloat16 or \
+        if x.dtype != torch.bfloat16 or m.weight.dtype != torch.bfloat16 or \
                 (torch.is_grad_enabled() and (x.requires_grad or m.weight.requires_grad)):  # training: autograd
             return F.linear(x, m.weight, m.bias)
+        if rows > self.DECODE_ROWS:
+            if m.weight.numel() > self.SCRATCH_LIMIT:
+                return F.linear(x, m.weight, m.bias)
+            return self._gemm(x, m.out_features, m.in_features, lambda w: w.copy_(m.weight), m.bias)
         y = torch.ops.ondol.bf16_linear(x.reshape(rows, -1).contiguous(), m.weight)
         if m.bias is not None:
             y = y + m.bias

@@ -99,13 +99,29 @@ def test_tail_blocks_of_a_partial_chunk_are_read_and_nothing_past_them(compiled)
     assert rel_err(m(x), int8_activations_reference(m, x)) < 1e-5
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("bits,group,symmetric", [(8, 32, True), (8, 16, True), (4, 32, True), (4, 64, False)])
-def test_dequantize_for_prefill_is_the_reference_in_bf16(compiled, bits, group, symmetric):
+def test_dequantize_for_prefill_is_the_reference(compiled, bits, group, symmetric, dtype):
     m = module(bits, group, symmetric, 24, 256, compiled)
-    out = torch.empty(24 * 256, dtype=torch.bfloat16)
+    out = torch.empty(24 * 256, dtype=dtype)
     torch.ops.ondol.dequantize(m.qweight, m.scales, m.zeros, bits, group, out)
     want = m.tensor().dequantize(torch.float32)
-    assert rel_err(out.view(24, 256), want) < 4e-3  # bf16 rounding of each weight
+    assert rel_err(out.view(24, 256), want) < (4e-3 if dtype == torch.bfloat16 else 1e-6)  # bf16: each weight rounded
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_prefill_of_many_rows_is_the_float32_product(compiled, bias):
+    m = torch.nn.Linear(256, 40, bias=bias).to(torch.bfloat16)
+    m.__class__ = KernelLinear
+    m.kernels = compiled
+    q = module(4, 64, False, 40, 256, compiled, bias=bias)
+    x = torch.randn(2, 30, 256, generator=gen(6)).to(torch.bfloat16)  # 60 rows: the GEMM path
+    with torch.inference_mode():
+        dense, quant = m(x), q(x)
+    assert dense.dtype == quant.dtype == torch.bfloat16 and dense.shape == quant.shape == (2, 30, 40)
+    want = F.linear(x.float(), m.weight.float(), None if m.bias is None else m.bias.float())
+    assert rel_err(dense, want) < 4e-3  # the output rounded to bf16 once
+    assert rel_err(quant, ReferenceKernels().linear(q, x).float()) < 4e-3
 
 
 def test_a_bad_call_is_an_error_not_a_crash(compiled):

@@ -490,15 +490,17 @@ Tensor int4_linear_op(const Tensor& x, const Tensor& q, const Tensor& s, const s
   return y;
 }
 
-// W [N, K] in bf16 written into `out` (a scratch buffer the caller reuses), for the prefill GEMM.
+// W [N, K] in bf16 or float32 written into `out` (a scratch buffer the caller reuses), for the prefill GEMM.
 void dequantize_op(const Tensor& q, const Tensor& s, const std::optional<Tensor>& z, int64_t bits, int64_t group,
                    Tensor& out) {
   const int64_t N = q.size(0), K = q.size(1) * (bits == 4 ? 2 : 1), groups = K / group;
-  TORCH_CHECK(out.is_contiguous() && out.scalar_type() == at::kBFloat16 && out.numel() >= N * K, "out too small");
+  TORCH_CHECK(out.is_contiguous() && (out.scalar_type() == at::kBFloat16 || out.scalar_type() == at::kFloat) &&
+                  out.numel() >= N * K, "out must be contiguous bf16 or float32 with N * K elements");
   TORCH_CHECK(s.is_contiguous() && s.scalar_type() == at::kHalf && s.numel() == N * groups, "scales must be fp16 [N, K/group]");
   const c10::Half* sp = s.const_data_ptr<c10::Half>();
   const c10::Half* zp = z.has_value() ? z->const_data_ptr<c10::Half>() : nullptr;
-  bf16* o = out.mutable_data_ptr<bf16>();
+  bf16* o = out.scalar_type() == at::kBFloat16 ? out.mutable_data_ptr<bf16>() : nullptr;
+  float* of = o ? nullptr : out.mutable_data_ptr<float>();
   const int8_t* q8 = bits == 8 ? q.const_data_ptr<int8_t>() : nullptr;
   const uint8_t* q4 = bits == 4 ? q.const_data_ptr<uint8_t>() : nullptr;
   at::parallel_for(0, N, 16, [&](int64_t n0, int64_t n1) {
@@ -519,7 +521,8 @@ void dequantize_op(const Tensor& q, const Tensor& s, const std::optional<Tensor>
           vals = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(nib), _mm512_set1_ps(8.f)), _mm512_set1_ps(sc),
                                  _mm512_set1_ps(zero));
         }
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + n * K + k), (__m256i)_mm512_cvtneps_pbh(vals));
+        if (o) _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + n * K + k), (__m256i)_mm512_cvtneps_pbh(vals));
+        else _mm512_storeu_ps(of + n * K + k, vals);
       }
     }
   });
