@@ -73,7 +73,9 @@ def _build(quiet: bool) -> None:
         raise KernelsUnavailable("no C++ compiler (c++ or g++) is installed")
     sources = sorted(CSRC.glob("*.cpp"))
     source = b"".join(p.read_bytes() for p in sorted(CSRC.iterdir()) if p.suffix in (".cpp", ".h"))
-    key = hashlib.sha256(source + " ".join(FLAGS).encode() + torch.__version__.encode() +
+    # the folder too: torch's builder rebuilds when the source paths in its build file change, so
+    # two checkouts sharing one cache entry would rebuild it for each other in turn
+    key = hashlib.sha256(source + str(CSRC).encode() + " ".join(FLAGS).encode() + torch.__version__.encode() +
                          " ".join(sorted(cpu_flags())).encode()).hexdigest()[:16]
     folder = cache_dir() / key
     folder.mkdir(parents=True, exist_ok=True)
