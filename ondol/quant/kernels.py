@@ -11,8 +11,8 @@ Each kernel set has ``prepare(module)`` (run once at load: repack, cache what it
   neither takes (int8 in groups, other int4).
 * ``CompiledKernels``: ondol's own (csrc/kernels.cpp, built on first use): for a few rows (decode)
   AVX-512 loops that stream the weights once, bf16 weights included; for many rows (prefill) of a
-  bf16 model PyTorch's float32 GEMM on blocks of weight rows dequantized (or copied) to float32 into
-  a reused cache-sized buffer (float32 models stream 16 rows at a time). int4 and int8 round
+  bf16 model the weight dequantized (or copied) to float32 into a reused buffer and PyTorch's float32 GEMM (weights
+  above SCRATCH_LIMIT, such as an output head, and float32 models stream 16 rows at a time). int4 and int8 round
   the activations to int8 per block of 32 and multiply in integers, as llama.cpp does
   (``int8_activations_reference`` is that arithmetic in PyTorch); int8 with K not a multiple of
   64 multiplies in float32 with exact activations.
@@ -80,8 +80,9 @@ class TorchKernels(ReferenceKernels):
 
 class CompiledKernels(TorchKernels):
     name = "compiled"
-    DECODE_ROWS = 16  # up to this many rows, stream the weights; beyond, dequantize block by block and GEMM
-    BLOCK_BYTES = 4 << 20  # float32 weight rows dequantized and multiplied at a time in prefill
+    DECODE_ROWS = 16  # up to this many rows, stream the weights; beyond, dequantize once and GEMM
+    SCRATCH_LIMIT = 64 << 20  # weights larger than this (an output head) never dequantize whole
+    PREFILL_DTYPE = torch.float32
 
     def __init__(self, quiet: bool = False) -> None:
         from ondol.quant import build
@@ -90,24 +91,27 @@ class CompiledKernels(TorchKernels):
             build.load(quiet)
         except build.KernelsUnavailable as e:
             raise OndolError(f"ondol's compiled kernels are unavailable: {e}.") from None
-        self.scratch = torch.empty(0)  # float32, one block of weight rows (_gemm)
+        self.scratch = torch.empty(0, dtype=self.PREFILL_DTYPE)
 
     def prepare(self, m: QuantLinear) -> None:
         if m.bits == 8 and m.group % 16:
             super().prepare(m)  # ondol's int8 loops take groups that are multiples of 16
         else:
             m.packed = ("compiled",)
+        size = m.out_features * m.in_features
+        if self.scratch.numel() < size <= self.SCRATCH_LIMIT:  # one buffer, as large as the largest weight
+            self.scratch = torch.empty(size, dtype=self.PREFILL_DTYPE)
 
     def linear(self, m: QuantLinear, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x2 = x.reshape(-1, shape[-1]).contiguous()
         rows, n, k = x2.shape[0], m.out_features, m.in_features
+        prefill = rows > self.DECODE_ROWS and n * k <= self.SCRATCH_LIMIT and x.dtype == torch.bfloat16
         if m.packed[0] != "compiled" or x.dtype not in (torch.bfloat16, torch.float32):
             return super().linear(m, x)
-        if rows > self.DECODE_ROWS and x.dtype == torch.bfloat16:
-            return self._gemm(x, n, k, lambda w, n0, n1: torch.ops.ondol.dequantize(
-                m.qweight[n0:n1], m.scales[n0:n1], None if m.zeros is None else m.zeros[n0:n1], m.bits, m.group, w),
-                m.bias)
+        if prefill:
+            return self._gemm(x, n, k, lambda w: torch.ops.ondol.dequantize(m.qweight, m.scales, m.zeros, m.bits,
+                                                                             m.group, w), m.bias)
         parts = [self._stream(m, x2[i : i + self.DECODE_ROWS]) for i in range(0, rows, self.DECODE_ROWS)]
         y = parts[0] if len(parts) == 1 else torch.cat(parts)
         if m.bias is not None:
@@ -115,24 +119,15 @@ class CompiledKernels(TorchKernels):
         return y.view(*shape[:-1], n)
 
     def _gemm(self, x: torch.Tensor, n: int, k: int, fill, bias: torch.Tensor | None) -> torch.Tensor:
-        """Many rows of a bf16 model (a prompt): PyTorch's float32 GEMM, a block of BLOCK_BYTES of
-        weight rows at a time, each block written into the float32 scratch by ``fill(w, n0, n1)``.
-        On AVX-512 CPUs without AMX that GEMM runs 1.2-1.6x PyTorch's bf16 one; for short prompts the
-        blocks stay in cache, so the float32 copy of a weight is not written out to memory and read
-        back (docs/performance.md)."""
-        x2 = x.reshape(-1, k).to(torch.float32)
-        # MKL packs x once a block, so a block has several times x's rows
-        rows = min(n, max(16, self.BLOCK_BYTES // (4 * k), 4 * x2.shape[0]))
-        if self.scratch.numel() < rows * k:
-            self.scratch = torch.empty(rows * k)
-        yt = torch.empty(n, x2.shape[0])  # y transposed: a block's rows are contiguous
-        for n0 in range(0, n, rows):
-            n1 = min(n, n0 + rows)
-            w = self.scratch[: (n1 - n0) * k].view(n1 - n0, k)
-            fill(w, n0, n1)
-            torch.mm(w, x2.T, out=yt[n0:n1])
-        y = yt.T if bias is None else yt.T + bias.to(torch.float32)
-        return y.to(x.dtype).reshape(*x.shape[:-1], n)
+        """Many rows of a bf16 model (a prompt): the weight written into the float32 scratch by
+        ``fill`` (n * k <= SCRATCH_LIMIT), then PyTorch's float32 GEMM. On AVX-512 CPUs without AMX that GEMM runs 1.2-1.6x PyTorch's bf16
+        one for a 128-512-token prompt, the copy included (docs/performance.md)."""
+        if self.scratch.numel() < n * k:
+            self.scratch = torch.empty(n * k, dtype=self.PREFILL_DTYPE)
+        w = self.scratch[: n * k].view(n, k)
+        fill(w)
+        y = F.linear(x.to(w.dtype), w, None if bias is None else bias.to(w.dtype))
+        return y.to(x.dtype)
 
     @staticmethod
     def _stream(m: QuantLinear, x: torch.Tensor) -> torch.Tensor:
@@ -146,7 +141,9 @@ class CompiledKernels(TorchKernels):
                 (torch.is_grad_enabled() and (x.requires_grad or m.weight.requires_grad)):  # training: autograd
             return F.linear(x, m.weight, m.bias)
         if rows > self.DECODE_ROWS:
-            return self._gemm(x, m.out_features, m.in_features, lambda w, n0, n1: w.copy_(m.weight[n0:n1]), m.bias)
+            if m.weight.numel() > self.SCRATCH_LIMIT:
+                return F.linear(x, m.weight, m.bias)
+            return self._gemm(x, m.out_features, m.in_features, lambda w: w.copy_(m.weight), m.bias)
         y = torch.ops.ondol.bf16_linear(x.reshape(rows, -1).contiguous(), m.weight)
         if m.bias is not None:
             y = y + m.bias
