@@ -1,12 +1,12 @@
 // ondol's CPU kernels for one decode step: y[M, N] = x[M, K] @ W[N, K]^T for a few rows of x
 // (M <= 16), with W in bf16, int8 or int4 (ondol/quant/formats.py), and the dequantizer the
-// prefill path uses before a bf16 GEMM. Built at first use by ondol/quant/build.py with the
+// prefill path uses before a float32 GEMM. Built at first use by ondol/quant/build.py with the
 // machine's compiler for the machine's CPU (-march=native); every op has a plain-PyTorch
 // counterpart in ondol/quant/kernels.py that tests compare it against.
 //
 // Decode reads every weight once per token, so these loops are about streaming weight bytes at
-// memory speed: rows are split between threads (at::parallel_for, torch's own pool) in contiguous
-// ranges, and for one row of x each thread reads its weight rows one after another, a single
+// memory speed: rows go to torch's threads (at::parallel_for, torch's own OpenMP pool) in chunks of
+// contiguous rows, and for one row of x each thread reads a chunk's rows one after another, a single
 // sequential stream (reading four rows side by side measured slower; with several rows of x, bf16
 // still does, to share each weight load between them). The inner loops are AVX-512: BF16 dot
 // products for bf16, VNNI u8 x s8 dot products for int8 and int4 with activations rounded to int8.
@@ -372,15 +372,17 @@ void int8_vnni_linear(const QuantizedX8& xq, int64_t M, int64_t K, const int8_t*
           for (int64_t g = 0; g < groups; ++g) {
             __m512 t0 = _mm512_setzero_ps(), t1 = t0;  // two chains hide the FMA latency
             int64_t c = g * per_group;
+            auto step = [&](int64_t c, __m512 t) {  // chunk c's sums times x's block scales, added to t
+              return _mm512_fmadd_ps(_mm512_cvtepi32_ps(int8_dot64(qn + c * 64, xm + c * 64)), _mm512_loadu_ps(dxm + c * 16), t);
+            };
             for (; c + 2 <= (g + 1) * per_group; c += 2) {
               prefetch_l2(qn + c * 64, 128);
-              t0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(int8_dot64(qn + c * 64, xm + c * 64)), _mm512_loadu_ps(dxm + c * 16), t0);
-              t1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(int8_dot64(qn + c * 64 + 64, xm + c * 64 + 64)),
-                                   _mm512_loadu_ps(dxm + c * 16 + 16), t1);
+              t0 = step(c, t0);
+              t1 = step(c + 1, t1);
             }
             if (c < (g + 1) * per_group) {
               prefetch_l2(qn + c * 64, 64);
-              t0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(int8_dot64(qn + c * 64, xm + c * 64)), _mm512_loadu_ps(dxm + c * 16), t0);
+              t0 = step(c, t0);
             }
             total = _mm512_fmadd_ps(_mm512_add_ps(t0, t1), _mm512_set1_ps(half_to_float(sn + g)), total);
           }
