@@ -82,7 +82,6 @@ class CompiledKernels(TorchKernels):
     name = "compiled"
     DECODE_ROWS = 16  # up to this many rows, stream the weights; beyond, dequantize once and GEMM
     SCRATCH_LIMIT = 64 << 20  # weights larger than this (an output head) never dequantize whole
-    PREFILL_DTYPE = torch.float32
 
     def __init__(self, quiet: bool = False) -> None:
         from ondol.quant import build
@@ -91,16 +90,13 @@ class CompiledKernels(TorchKernels):
             build.load(quiet)
         except build.KernelsUnavailable as e:
             raise OndolError(f"ondol's compiled kernels are unavailable: {e}.") from None
-        self.scratch = torch.empty(0, dtype=self.PREFILL_DTYPE)
+        self.scratch = torch.empty(0)  # float32, grown to the largest weight a prompt multiplies (_gemm)
 
     def prepare(self, m: QuantLinear) -> None:
         if m.bits == 8 and m.group % 16:
             super().prepare(m)  # ondol's int8 loops take groups that are multiples of 16
         else:
             m.packed = ("compiled",)
-        size = m.out_features * m.in_features
-        if self.scratch.numel() < size <= self.SCRATCH_LIMIT:  # one buffer, as large as the largest weight
-            self.scratch = torch.empty(size, dtype=self.PREFILL_DTYPE)
 
     def linear(self, m: QuantLinear, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
@@ -120,10 +116,11 @@ class CompiledKernels(TorchKernels):
 
     def _gemm(self, x: torch.Tensor, n: int, k: int, fill, bias: torch.Tensor | None) -> torch.Tensor:
         """Many rows of a bf16 model (a prompt): the weight written into the float32 scratch by
-        ``fill`` (n * k <= SCRATCH_LIMIT), then PyTorch's float32 GEMM. On AVX-512 CPUs without AMX that GEMM runs 1.2-1.6x PyTorch's bf16
-        one for a 128-512-token prompt, the copy included (docs/performance.md)."""
-        if self.scratch.numel() < n * k:
-            self.scratch = torch.empty(n * k, dtype=self.PREFILL_DTYPE)
+        ``fill`` (n * k <= SCRATCH_LIMIT), then PyTorch's float32 GEMM. On AVX-512 CPUs without AMX
+        that GEMM runs 1.2-1.6x PyTorch's bf16 one for a 128-512-token prompt, the copy included
+        (docs/performance.md)."""
+        if self.scratch.numel() < n * k:  # one buffer, as large as the largest weight multiplied so far
+            self.scratch = torch.empty(n * k)
         w = self.scratch[: n * k].view(n, k)
         fill(w)
         y = F.linear(x.to(w.dtype), w, None if bias is None else bias.to(w.dtype))
