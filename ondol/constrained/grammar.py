@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import llguidance as llg
 import torch
 
+from ondol.constrained.bitmask import allocate_bitmask
 from ondol.constrained.schema import check_schema
 from ondol.errors import InvalidRequestError
 
@@ -151,7 +152,17 @@ class GrammarCompiler:
         template = llg.LLMatcher(self.ll_tokenizer, serialized, log_level=0)
         if template.is_error():
             raise InvalidRequestError(f"The {_what(grammar)} cannot be enforced: {_clean(template.get_error())}")
+        self._probe(grammar, template)
         return template
+
+    def _probe(self, grammar: Grammar, template: llg.LLMatcher) -> None:
+        """Compute a fresh copy's first mask, so a grammar that dead-ends at once (llguidance compiles
+        some that allow nothing) is this request's 400, not an engine step's failure."""
+        probe = GrammarMatcher(template.deep_copy(), grammar.lazy, self.vocab_size)
+        mask = allocate_bitmask(1, self.vocab_size)
+        probe.fill_bitmask(mask, 0)
+        if probe.error is not None or (not bool(mask.any()) and not probe.is_accepting):
+            raise InvalidRequestError(f"The {_what(grammar)} cannot be enforced: it allows no output at all.")
 
     def matcher(self, grammar: Grammar) -> GrammarMatcher:
         return GrammarMatcher(self.compile(grammar).deep_copy(), grammar.lazy, self.vocab_size)

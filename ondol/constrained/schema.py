@@ -73,6 +73,7 @@ import math
 from typing import Any
 from urllib.parse import quote, unquote
 
+from ondol.constrained.finite import check_finite
 from ondol.errors import InvalidRequestError
 
 ENFORCED = frozenset({
@@ -156,6 +157,7 @@ def check_schema(schema: dict[str, Any]) -> None:
                          'Fix or remove them; extension keys must start with "x-".')
     if sentences:
         raise InvalidRequestError(" ".join(sentences))
+    check_finite(schema)
 
 
 class _Walk:

@@ -30,6 +30,10 @@ class EngineStoppedError(OndolError):
     """The engine is shutting down and admits nothing new (HTTP 503)."""
 
 
+class GenerationError(RuntimeError):
+    """One request met a bug while it was generated; it alone was finished (the others run on)."""
+
+
 class AsyncEngine:
     def __init__(self, engine: Engine, max_waiting: int = 256) -> None:
         self.engine = engine
@@ -118,7 +122,8 @@ class AsyncEngine:
                     self._deliver(request_id, e, last=True)
                 continue
             for out in outputs:
-                self._deliver(out.request_id, out, last=out.finished)
+                item = GenerationError(f"generation failed: {out.error}") if out.error is not None else out
+                self._deliver(out.request_id, item, last=out.finished)
 
     def _apply_commands(self) -> None:
         while self._commands:

@@ -159,8 +159,23 @@ class Engine:
         rows = iter(logits)
         for s in out.scheduled:
             if s.samples:
-                outputs.append(self._sample(s.request, next(rows)))
+                row = next(rows)
+                try:
+                    outputs.append(self._sample(s.request, row))
+                except Exception as e:  # a bug met by one request fails that request, not the batch
+                    log.exception("request %s failed while sampling", s.request.request_id)
+                    outputs.append(self._fail(s.request, f"{type(e).__name__}: {e}"))
         return outputs
+
+    def _fail(self, req: Request, message: str) -> RequestOutput:
+        """Finish ``req`` with finish reason "error" and free its blocks; the others run on."""
+        req.error = message
+        req.output.finish_reason = "error"
+        if req.request_id in self.requests:
+            self.scheduler.finish(req)
+            del self.requests[req.request_id]
+        return RequestOutput(req.request_id, "", [], None, True, "error", len(req.prompt_ids),
+                             len(req.output.token_ids), req.num_cached_tokens, error=message)
 
     def _sample(self, req: Request, raw: torch.Tensor) -> RequestOutput:
         params = req.params
@@ -238,6 +253,9 @@ class Engine:
         finally:
             for r in reqs:
                 self.abort_request(r.request_id)  # no-op for finished ones
+        failed = next((r for r in reqs if r.error is not None), None)
+        if failed is not None:
+            raise RuntimeError(f"generation failed (a bug in ondol): {failed.error}")
         return [r.output.completion(r.prompt_ids) for r in reqs]
 
     def stream(self, prompt_ids: list[int], params: SamplingParams) -> Generation:

@@ -47,10 +47,11 @@ class RequestOutput:
     token_ids: list[int]  # new tokens sampled this step (empty while a prompt is prefilled)
     logprobs: list[TokenLogprob] | None
     finished: bool
-    finish_reason: str | None  # "stop" | "length" | "abort", once finished
+    finish_reason: str | None  # "stop" | "length" | "abort" | "error", once finished
     prompt_tokens: int
     completion_tokens: int  # output tokens so far
     cached_tokens: int = 0  # prompt tokens served from the prefix cache
+    error: str | None = None  # with finish_reason "error": what went wrong (a bug, logged)
 
 
 class Request:
@@ -71,6 +72,7 @@ class Request:
         seed = params.seed if params.seed is not None else secrets.randbits(63)
         self.generator = torch.Generator().manual_seed(seed)
         self.grammar: GrammarMatcher | None = None  # set by the engine when params.grammar is given
+        self.error: str | None = None  # set when a bug ended this request alone (finish reason "error")
         self.arrival_time = time.monotonic()
         self.first_token_time: float | None = None
         self._vocab = vocab_size

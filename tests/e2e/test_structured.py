@@ -178,3 +178,41 @@ def test_python_chat_api_takes_openai_structure(llm, tool_models):
     assert answer.tool_calls == [] and answer.finish_reason in ("stop", "length")
     with pytest.raises(InvalidRequestError, match="tool"):
         llm.chat(messages, tools=tools)  # the tiny model's template has no tools
+
+
+def test_self_referential_schemas_are_refused_at_admission(llm):
+    for schema in ({"$ref": "#"}, {"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}):
+        with pytest.raises(InvalidRequestError, match="no finite instance"):
+            llm.generate("x", SamplingParams(max_tokens=4, grammar=Grammar.json_schema(schema)))
+    assert not llm.engine.has_unfinished_requests()
+
+
+def test_a_grammar_that_dead_ends_at_once_is_refused_by_the_probe(llm, monkeypatch):
+    import ondol.constrained.grammar as grammar_module
+
+    monkeypatch.setattr(grammar_module, "check_schema", lambda schema: None)  # let it reach llguidance
+    compiler = GrammarCompiler(llm.tokenizer, llm.config.vocab_size)
+    with pytest.raises(InvalidRequestError, match="allows no output"):
+        compiler.compile(Grammar.json_schema({"$ref": "#"}))
+
+
+def test_a_bug_in_one_request_finishes_it_alone(llm):
+    """An exception while sampling one request (here its grammar raises) ends that request with
+    finish reason "error"; the request beside it in the batch gives exactly its solo output."""
+    prompt = llm.encode("거실 에어컨 24도로 맞춰줘")
+    params = SamplingParams(max_tokens=12, temperature=0.8, seed=3, ignore_eos=True)
+    solo = llm.engine.generate([prompt], params)[0]
+    victim = llm.engine.add_request(prompt, params)
+    broken = llm.engine.add_request(prompt, SamplingParams(max_tokens=12, grammar=Grammar.json_object()))
+
+    def explode(*_args):
+        raise RuntimeError("grammar exploded")
+
+    broken.grammar.fill_bitmask = explode
+    failures = []
+    while llm.engine.has_unfinished_requests():
+        failures += [o for o in llm.engine.step() if o.finish_reason == "error"]
+    assert [o.request_id for o in failures] == [broken.request_id]
+    assert "grammar exploded" in failures[0].error and broken.finished
+    assert victim.output.completion(victim.prompt_ids).token_ids == solo.token_ids
+    assert llm.engine.pool.num_used == 0 or llm.engine.stats.num_running == 0
