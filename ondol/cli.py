@@ -88,11 +88,12 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--no-parity", action="store_true", help="skip comparing logits with llama.cpp's on the GGUF files")
     b.set_defaults(run=_bench)
 
+    from ondol.server.keys import SERVE_MAX_BODY, add_access_flags, add_home_serve_parser
+
     v = sub.add_parser("serve", help="serve a model over an OpenAI-compatible HTTP API")
     v.add_argument("model", help="Hugging Face model folder or .gguf file")
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     v.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    v.add_argument("--api-key", help="require `Authorization: Bearer KEY` on /v1 routes")
     v.add_argument("--served-model-name", help="the model name clients send (default: MODEL as given)")
     v.add_argument("--max-waiting", type=_positive_int, default=256,
                    help="requests allowed to wait before new ones get 429 (default 256)")
@@ -105,11 +106,13 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     _home_flags(v)
     _model_flags(v)
+    add_access_flags(v, body_default=SERVE_MAX_BODY)
     v.set_defaults(run=_serve)
 
     from ondol.home.cli import add_parser as add_home_parser
 
-    add_home_parser(sub)
+    home_commands, assistant_flags = add_home_parser(sub)
+    add_home_serve_parser(home_commands, assistant_flags)
 
     from ondol.train.cli import add_parser as add_train_parser
 
@@ -205,6 +208,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     from ondol.loaders import open_checkpoint
     from ondol.server import create_app, serve
+    from ondol.server.dashboard import announce_key
+    from ondol.server.keys import access_from_args, key_path_for, resolve_key
 
     open_checkpoint(args.model)  # a wrong path or a corrupt file fails here, before a server starts
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
@@ -223,10 +228,19 @@ def _serve(args: argparse.Namespace) -> int:
         # /commands speaks through the embedded model: small, instant, and the served model stays
         # free for chat (`ondol home serve --model` gives the assistant another model).
         assistant = Assistant(home)
-    app = create_app(args.model, served_model_name=args.served_model_name, api_key=args.api_key,
+    # A server that can move devices never runs without a key (one is generated beside the store).
+    key = resolve_key(args, generate_at=key_path_for(home.id, home.store) if home is not None else None)
+    app = create_app(args.model, served_model_name=args.served_model_name, access=access_from_args(args, key),
                      max_waiting=args.max_waiting, shutdown_grace_seconds=args.shutdown_grace, home=home,
                      assistant=assistant, **options)
     name = app.state.ondol.model_name
+
+    def started(address: str) -> None:
+        if home is not None:
+            sessions = app.state.sessions
+            announce_key(key.where, key.generated, f"{address}/login?once={sessions.one_time_token()}" if sessions else None)
+        elif key.key is not None:
+            print(f"the API key comes from {key.where}", flush=True)
 
     def ready(address: str) -> None:
         print(f"ondol is serving {name} at {address}/v1", flush=True)
@@ -235,7 +249,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"error: {message}", file=sys.stderr, flush=True)
 
     app.state.ondol.on_failed.append(failed)
-    return serve(app, args.host, args.port, log_level=args.log_level, on_ready=ready)
+    return serve(app, args.host, args.port, log_level=args.log_level, on_ready=ready, on_started=started)
 
 
 def _quantize(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from ondol.errors import InvalidRequestError
@@ -20,7 +21,7 @@ EXIT_USER_ERROR = 1
 DEMO_HOME = Path(__file__).with_name("demo-home.yaml")
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> tuple[argparse._SubParsersAction, Callable]:
     h = sub.add_parser("home", help="a home's devices, its assistant and its dashboard (docs/home.md)")
     cmds = h.add_subparsers(dest="home_command", required=True, metavar="COMMAND")
 
@@ -50,13 +51,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--json", action="store_true", help="print the full report as JSON")
     ev.set_defaults(run=_eval)
 
-    serve = cmds.add_parser("serve", help="serve the home's web dashboard and API")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
-    serve.add_argument("--mqtt", metavar="URL", help="reach the devices over MQTT (mqtt://host:1883) instead of "
-                                                     "the in-process simulator")
-    _assistant_flags(serve)
-    serve.set_defaults(run=_serve)
+    # `ondol home serve` is the server's (ondol/server/dashboard.py), registered by ondol/cli.py:
+    # the home layer does not import the server.
+    return cmds, _assistant_flags
 
 
 def _store_flag(p: argparse.ArgumentParser) -> None:
@@ -154,9 +151,3 @@ def _eval(args: argparse.Namespace) -> int:
     for miss in report["misses"][: args.misses]:
         print(f"  miss: {miss['text']!r}: expected {miss['outcome']}, got {miss['got']}: {miss['calls']}")
     return 0
-
-
-def _serve(args: argparse.Namespace) -> int:
-    from ondol.home.web.app import serve_dashboard
-
-    return serve_dashboard(args)

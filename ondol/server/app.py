@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
@@ -38,12 +37,13 @@ from ondol.engine.request import RequestOutput
 from ondol.errors import ChatTemplateError
 from ondol.home.home import Home
 from ondol.server import protocol as P
-from ondol.server.errors import APIError, ClientGone, install_error_handlers, parse_body
+from ondol.server.errors import APIError, ClientGone, parse_body
 from ondol.server.metrics import CountRequests
 from ondol.server.home_routes import home_router
 from ondol.server.sse import EventStream
 from ondol.server.metrics import Metrics
-from ondol.server.state import ModelSource, ServerState, ondol_version
+from ondol.server.shell import Access, new_app
+from ondol.server.state import ModelSource, ServerState
 
 log = logging.getLogger("ondol.server")
 
@@ -202,14 +202,17 @@ def _sse_error(message: str) -> str:
 
 def create_app(model: ModelSource, *, served_model_name: str | None = None, api_key: str | None = None,
                max_waiting: int = 256, shutdown_grace_seconds: float = DEFAULT_GRACE_SECONDS,
-               home: Home | None = None, assistant: Any = None, **llm_options: Any) -> FastAPI:
+               home: Home | None = None, assistant: Any = None, access: Access | None = None,
+               **llm_options: Any) -> FastAPI:
     """The server for one model: a path (loaded in a background thread once the server is up, with
     ``llm_options`` such as dtype, max_model_len, kv_cache_bytes, max_num_seqs passed to LLM), a
     loaded LLM, or a function returning one (called in that thread). ``app.state.ondol`` is the
     ServerState (its ``on_ready``/``on_failed`` callbacks, ``shutdown``, the engine). With ``home``,
     its device routes are served under /v1/homes (ondol/server/home_routes.py), and with
-    ``assistant`` (an Assistant of that home) its ``/commands`` route."""
-    state = ServerState(model, served_model_name, api_key, max_waiting, llm_options, shutdown_grace_seconds)
+    ``assistant`` (an Assistant of that home) its ``/commands`` route. ``access`` (default: ``api_key``
+    with the shell's defaults) says who may call it (ondol/server/shell.py)."""
+    state = ServerState(model, served_model_name, max_waiting, llm_options, shutdown_grace_seconds)
+    access = access or Access(api_key=api_key)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -219,10 +222,9 @@ def create_app(model: ModelSource, *, served_model_name: str | None = None, api_
         finally:
             await state.shutdown()
 
-    app = FastAPI(title="ondol", version=ondol_version(), lifespan=lifespan)
+    app = new_app("ondol", access, lifespan=lifespan)
     app.state.ondol = state
     app.add_middleware(CountRequests, metrics=state.metrics)
-    install_error_handlers(app)
 
     @app.get("/health")
     async def health() -> JSONResponse:
@@ -236,16 +238,7 @@ def create_app(model: ModelSource, *, served_model_name: str | None = None, api_
     async def metrics() -> Response:
         return Response(state.metrics.export(), media_type=CONTENT_TYPE_LATEST)
 
-    async def authorize(request: Request) -> None:
-        if state.api_key is None:
-            return
-        auth = request.headers.get("authorization", "")
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), state.api_key.encode()):
-            raise APIError(401, "Invalid or missing API key: send `Authorization: Bearer <key>`.",
-                           code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
-
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorize)])
+    v1 = APIRouter(prefix="/v1")
 
     def model_card() -> P.ModelCard:
         return P.ModelCard(id=state.model_name, created=state.loaded_at, root=state.model_name,

@@ -36,6 +36,7 @@ from ondol.home.home import Home, StateEvent
 from ondol.home.store import AuditRecord
 from ondol.server.errors import APIError, parse_body
 from ondol.server.protocol import _Request
+from ondol.server.shell import BackgroundLoad
 from ondol.server.sse import EventStream
 
 log = logging.getLogger("ondol.server")
@@ -65,38 +66,35 @@ class AssistantSlot:
     while and the routes should answer meanwhile), or None for a server without an assistant."""
 
     def __init__(self, assistant: Any = None) -> None:
-        self._loader: Callable[[], Any] | None = None
+        self._load: BackgroundLoad | None = None
         self.assistant: Any = None
         if callable(assistant) and not hasattr(assistant, "handle"):
-            self._loader = assistant
+            self._load = BackgroundLoad(assistant, "ondol-assistant-load", self._ready, self._failed)
         else:
             self.assistant = assistant
         self.error: str | None = None
         self._lock = threading.Lock()  # handle() is not thread-safe
-        self._thread: threading.Thread | None = None
 
     @property
     def loading(self) -> bool:
-        return self._loader is not None and self.assistant is None and self.error is None
+        return self._load is not None and self.assistant is None and self.error is None
 
     def start(self) -> None:
         """Build the assistant in a background thread (once); no-op when there is nothing to load."""
-        if self._loader is None or self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._load, name="ondol-assistant-load", daemon=True)
-        self._thread.start()
+        if self._load is not None:
+            self._load.start()
 
-    def _load(self) -> None:
-        try:
-            self.assistant = self._loader()
-        except Exception as e:  # shown to every /commands request, and logged once with its traceback
-            log.exception("the home assistant failed to load")
-            self.error = f"{type(e).__name__}: {e}"
+    def _ready(self, assistant: Any) -> None:
+        self.assistant = assistant
+
+    def _failed(self, message: str) -> None:  # shown to every /commands request
+        log.error("the home assistant failed to load: %s", message)
+        self.error = message
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for a loading assistant; True when one is ready."""
-        if self._thread is not None:
-            self._thread.join(timeout)
+        if self._load is not None:
+            self._load.join(timeout)
         return self.assistant is not None
 
     def require(self) -> Any:

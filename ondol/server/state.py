@@ -4,12 +4,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import contextlib
 import logging
-import signal
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,11 +14,11 @@ from typing import Any
 from fastapi import FastAPI
 
 from ondol.engine.async_engine import AsyncEngine
-from ondol.errors import OndolError
 from ondol.llm import LLM
 from ondol.server import protocol as P
 from ondol.server.errors import APIError
 from ondol.server.metrics import Metrics
+from ondol.server.shell import BackgroundLoad, Runner
 
 log = logging.getLogger("ondol.server")
 
@@ -34,7 +30,7 @@ ModelSource = str | Path | LLM | Callable[[], LLM]
 class ServerState:
     """What the routes share: the model once loaded, the engine, the metrics, and the phase."""
 
-    def __init__(self, source: ModelSource, served_model_name: str | None, api_key: str | None, max_waiting: int,
+    def __init__(self, source: ModelSource, served_model_name: str | None, max_waiting: int,
                  llm_options: dict[str, Any], grace_seconds: float) -> None:
         self.source = source
         if served_model_name is None:
@@ -45,7 +41,6 @@ class ServerState:
             else:
                 served_model_name = "ondol"
         self.model_name = served_model_name
-        self.api_key = api_key
         self.max_waiting = max_waiting
         self.llm_options = llm_options
         self.grace_seconds = grace_seconds
@@ -61,7 +56,7 @@ class ServerState:
         self.on_failed: list[Callable[[str], None]] = []
         self.metrics = Metrics(self)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.loader: threading.Thread | None = None
+        self.loader: BackgroundLoad | None = None
         self._shutdown: asyncio.Task | None = None
 
     # loading
@@ -71,24 +66,19 @@ class ServerState:
         if isinstance(self.source, LLM):
             await self._loaded(self.source)
         else:
-            self.loader = threading.Thread(target=self._load, name="ondol-load", daemon=True)
+            self.loader = BackgroundLoad(self._build, "ondol-load", self._built, self._build_failed)
             self.loader.start()
 
-    def _load(self) -> None:
-        try:
-            if isinstance(self.source, str | Path):
-                llm = LLM(self.source, **self.llm_options)
-            else:
-                llm = self.source()
-        except BaseException as e:  # noqa: BLE001 - reported, the server stays up answering 503
-            msg = str(e) if isinstance(e, OndolError) else f"{type(e).__name__}: {e}"
-            if not isinstance(e, OndolError):
-                log.exception("Loading the model failed")
-            with contextlib.suppress(RuntimeError):  # the server stopped meanwhile: its loop is closed
-                self._loop.call_soon_threadsafe(self._failed, msg)
-            return
-        with contextlib.suppress(RuntimeError):
+    def _build(self) -> LLM:
+        return LLM(self.source, **self.llm_options) if isinstance(self.source, str | Path) else self.source()
+
+    def _built(self, llm: LLM) -> None:  # in the loader thread
+        with contextlib.suppress(RuntimeError):  # the server stopped meanwhile: its loop is closed
             asyncio.run_coroutine_threadsafe(self._loaded(llm), self._loop)
+
+    def _build_failed(self, message: str) -> None:  # in the loader thread
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._failed, message)
 
     async def _loaded(self, llm: LLM) -> None:
         if self.phase != "loading":
@@ -156,71 +146,28 @@ class ServerState:
 # --- running it -----------------------------------------------------------------------------------
 
 def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "info",
-          on_ready: Callable[[str], None] | None = None) -> int:
-    """Run ``app`` with uvicorn until SIGTERM or Ctrl-C; returns the exit status (0, or 1 when the
-    model failed to load). The first signal drains (new requests get 503, requests in flight get
-    the grace period), a second one exits at once."""
-    import uvicorn
-
+          on_ready: Callable[[str], None] | None = None,
+          on_started: Callable[[str], None] | None = None) -> int:
+    """Run ``app`` in the server shell's Runner until SIGTERM or Ctrl-C; returns the exit status (0,
+    or 1 when the model failed to load or the port is taken). The first signal drains (new requests
+    get 503, requests in flight the grace period), a second one exits at once. ``on_started(url)``
+    once the port is open, ``on_ready(url)`` once the model is also loaded."""
     state: ServerState = app.state.ondol
-    status = 0
-
-    class _Server(uvicorn.Server):
-        draining = False
-
-        def handle_exit(self, sig: int, frame: Any) -> None:  # never re-raise the signal: exit 0
-            loop = state._loop
-            if self.draining or loop is None or not self.started:
-                self.should_exit = True
-                if self.draining:
-                    self.force_exit = True
-                return
-            self.draining = True
-            loop.call_soon_threadsafe(lambda: loop.create_task(self._drain()))
-
-        async def _drain(self) -> None:
-            try:
-                await state.shutdown()
-            finally:
-                self.should_exit = True
-
-        async def startup(self, sockets: Any = None) -> None:
-            await super().startup(sockets)
-            if state.phase == "ready":
-                announce()
-
-    server = _Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
-                                    timeout_graceful_shutdown=max(1, int(state.grace_seconds) + 5)))
+    runner = Runner(app, host, port, log_level=log_level, drain=state.shutdown, grace_seconds=state.grace_seconds,
+                    busy=lambda: state.loader is not None and state.loader.alive)
 
     def announce() -> None:
-        if server.started and on_ready is not None:
-            on_ready(f"http://{host}:{port}")
+        if runner.started and state.phase == "ready" and on_ready is not None:
+            on_ready(runner.url)
 
-    def failed(message: str) -> None:
-        nonlocal status
-        status = 1
-        server.should_exit = True
+    def started() -> None:
+        if on_started is not None:
+            on_started(runner.url)
+        announce()
 
+    runner.on_started.append(started)
     state.on_ready.append(announce)
-    state.on_failed.append(failed)
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} \
-        if threading.current_thread() is threading.main_thread() else {}
-    try:
-        server.run()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if state.loader is not None and state.loader.is_alive():
-        # Stopped while the model was still loading: tearing the interpreter down under a thread
-        # that is inside torch aborts the process, so leave at once (nothing is left to flush).
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
+    state.on_failed.append(lambda message: runner.stop(1))
+    status = runner.run()
+    runner.exit_if_busy()
     return status
-
-
-def ondol_version() -> str:
-    from ondol import __version__
-
-    return __version__
-

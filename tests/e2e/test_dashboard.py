@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ondol.home.web.app import create_dashboard_app
+from ondol.server.dashboard import create_dashboard_app
 from tests.e2e.home_fixtures import assistant, home  # noqa: F401  (pytest fixtures)
 from tests.server_fixtures import ServerThread
 

@@ -15,7 +15,7 @@ import pytest
 
 from ondol import LLM
 from ondol.home.home import Home
-from ondol.home.web.app import create_dashboard_app
+from ondol.server.dashboard import create_dashboard_app
 from ondol.server import create_app
 from tests.e2e.home_fixtures import DEMO, assistant, home  # noqa: F401  (pytest fixtures)
 from tests.server_fixtures import TEST_KV_BYTES, ServerThread
@@ -153,13 +153,19 @@ def test_model_server_with_an_assistant(tmp_path, tiny_model_dir, home, assistan
 
 
 def test_dashboard_page_and_api_key(home):
-    """The page is served without the key (it asks for it); the routes behind it need the key."""
+    """With a key, only /health and /login are open: a browser is sent to the login page, an API
+    client gets 401; the key as a bearer token opens everything (page, script, routes)."""
     key = "열쇠-key".encode().hex()
     s = ServerThread(create_dashboard_app(home, None, api_key=key)).start()
     try:
-        page = httpx.get(s.url)
-        assert page.status_code == 200 and "&quot;needsKey&quot;: true" in page.text and 'lang="ko"' in page.text
-        assert httpx.get(f"{s.url}/static/app.js").status_code == 200
+        auth = {"Authorization": f"Bearer {key}"}
+        browser = httpx.get(s.url, headers={"Accept": "text/html"})
+        assert browser.status_code == 303 and browser.headers["location"] == "/login"
+        assert httpx.get(f"{s.url}/login").status_code == 200
+        assert httpx.get(s.url).status_code == 401 and httpx.get(f"{s.url}/static/app.js").status_code == 401
+        page = httpx.get(s.url, headers=auth)
+        assert page.status_code == 200 and 'lang="ko"' in page.text and "needsKey" not in page.text
+        assert httpx.get(f"{s.url}/static/app.js", headers=auth).status_code == 200
         assert httpx.get(f"{s.url}/health").json() == {"status": "ok", "home": "demo", "assistant": "none"}
         assert httpx.get(f"{s.url}/v1/homes/demo/audit").status_code == 401
         ok = httpx.get(f"{s.url}/v1/homes/demo/audit", headers={"Authorization": f"Bearer {key}"})

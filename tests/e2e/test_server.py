@@ -295,7 +295,7 @@ def test_edge_values_are_served(http, extra):
 
 def test_lone_surrogate_is_400(http):
     body = b'{"model": "tiny", "messages": [{"role": "user", "content": "\\ud800 x"}]}'
-    assert_openai_error(http.post(CHAT, content=body), 400)
+    assert_openai_error(http.post(CHAT, content=body, headers={"content-type": "application/json"}), 400)
 
 
 def test_unknown_fields_are_ignored(http):
@@ -326,7 +326,10 @@ def test_api_key(tiny_model_dir):
             assert_openai_error(h.post(CHAT, json=body), 401)
             assert_openai_error(h.post(CHAT, json=body, headers={"Authorization": "Bearer nope"}), 401)
             assert_openai_error(h.get("/v1/models", headers={"Authorization": "Basic sekret"}), 401)
-            assert h.get("/health").status_code == 200 and h.get("/metrics").status_code == 200
+            assert h.get("/health").status_code == 200
+            for path in ("/metrics", "/docs", "/openapi.json", "/redoc"):  # only /health is open
+                assert_openai_error(h.get(path), 401)
+                assert h.get(path, headers={"Authorization": "Bearer sekret"}).status_code == 200, path
         ok = openai.OpenAI(base_url=f"{s.url}/v1", api_key="sekret", max_retries=0)
         assert ok.chat.completions.create(**body).choices[0].finish_reason in ("stop", "length")
         with pytest.raises(openai.AuthenticationError):
@@ -349,7 +352,7 @@ def test_503_while_loading_then_429_when_overloaded(tiny_model_dir):
         with httpx.Client(base_url=s.url, timeout=60) as h:
             assert h.get("/health").status_code == 503
             assert_openai_error(h.post(CHAT, json={"model": MODEL, "messages": user("hi")}), 503)
-            assert_openai_error(h.post(CHAT, content=b"not json"), 503)
+            assert_openai_error(h.post(CHAT, content=b"not json", headers={"content-type": "application/json"}), 503)
             assert_openai_error(h.get("/v1/models"), 503)
             assert h.get("/metrics").status_code == 200
         release.set()

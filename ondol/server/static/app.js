@@ -51,19 +51,13 @@ const typeLabel = (d) => TYPES[app.lang][d.device_class] || TYPES[app.lang][d.ty
 
 // --- talking to the server --------------------------------------------------------------------
 
-function headers(extra = {}) {
-  const key = localStorage.getItem("ondol.key");
-  return key ? { ...extra, Authorization: `Bearer ${key}` } : extra;
-}
-
+// The session cookie the login page set (HttpOnly: this script never sees the key) rides along
+// with every same-origin request; without one, the server sends the browser to /login.
 async function api(path, options = {}) {
-  const response = await fetch(API + path, { ...options, headers: headers(options.headers) });
-  if (response.status === 401 && CONFIG.needsKey) {
-    const key = prompt(t("key"));
-    if (key) {
-      localStorage.setItem("ondol.key", key.trim());
-      return api(path, options);
-    }
+  const response = await fetch(API + path, { ...options, credentials: "same-origin" });
+  if (response.status === 401) {
+    location.href = "/login";
+    throw new Error(t("signIn"));
   }
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
@@ -82,7 +76,7 @@ async function loadHome() {
   app.held = app.held || [];
   try {
     const [homes, devices] = await Promise.all([
-      fetch("/v1/homes", { headers: headers() }).then((r) => r.json()), api("/devices")]);
+      fetch("/v1/homes", { credentials: "same-origin" }).then((r) => r.json()), api("/devices")]);
     app.areas = (homes.data || []).find((h) => h.id === CONFIG.home)?.areas || [];
     app.devices = new Map(devices.data.map((d) => [d.id, d]));
     renderRooms();
@@ -100,42 +94,12 @@ function onState(data) {
   refreshAuditSoon();
 }
 
-// Server-sent events of state changes. EventSource cannot send an Authorization header, so with
-// an API key the stream is read with fetch instead (same format, reconnects the same way).
+// Server-sent events of state changes (the session cookie authenticates the stream).
 function listen() {
-  if (!CONFIG.needsKey) {
-    const source = new EventSource(`${API}/events`);
-    source.addEventListener("open", () => { setLive("live"); loadHome().catch(() => {}); });
-    source.addEventListener("error", () => setLive("offline"));
-    source.addEventListener("state", (e) => onState(JSON.parse(e.data)));
-    return;
-  }
-  (async function read() {
-    for (;;) {
-      try {
-        const response = await fetch(`${API}/events`, { headers: headers() });
-        if (!response.ok) throw new Error(String(response.status));
-        setLive("live");
-        await loadHome();  // whatever changed while disconnected
-        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-        let buffer = "";
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) break;
-          buffer += value;
-          let end;
-          while ((end = buffer.indexOf("\n\n")) >= 0) {
-            const block = buffer.slice(0, end);
-            buffer = buffer.slice(end + 2);
-            const data = block.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
-            if (/^event: state$/m.test(block) && data) onState(JSON.parse(data));
-          }
-        }
-      } catch (e) { /* reconnect below */ }
-      setLive("offline");
-      await new Promise((r) => setTimeout(r, 2000));
-    }
-  })();
+  const source = new EventSource(`${API}/events`, { withCredentials: true });
+  source.addEventListener("open", () => { setLive("live"); loadHome().catch(() => {}); });
+  source.addEventListener("error", () => setLive("offline"));
+  source.addEventListener("state", (e) => onState(JSON.parse(e.data)));
 }
 
 function setLive(state) {

@@ -20,7 +20,7 @@ const UI = {
     loading: "어시스턴트가 모델을 불러오는 중입니다…", ready: "Enter로 보내기 · 한국어와 영어 모두 알아들어요",
     none: "이 서버에는 어시스턴트가 없습니다. 카드의 버튼으로 기기를 조작하세요.", failed: "어시스턴트를 불러오지 못했습니다: ",
     thinking: "생각하는 중…", error: "오류: ", empty: "아직 기록이 없습니다.", ok: "완료", refused: "거절",
-    devices: (n) => `기기 ${n}대`, key: "이 서버의 API 키를 입력하세요:", dryRun: "(미리보기)",
+    devices: (n) => `기기 ${n}대`, signIn: "로그인이 필요합니다", dryRun: "(미리보기)",
   },
   en: {
     title: "Home", assistant: "What can I do for you?", send: "Send", log: "Recent activity",
@@ -29,7 +29,7 @@ const UI = {
     loading: "The assistant is loading its model…", ready: "Press Enter to send · Korean or English",
     none: "This server has no assistant; use the buttons on the cards.", failed: "The assistant failed to load: ",
     thinking: "Thinking…", error: "Error: ", empty: "Nothing yet.", ok: "done", refused: "refused",
-    devices: (n) => `${n} device${n === 1 ? "" : "s"}`, key: "This server's API key:", dryRun: "(preview)",
+    devices: (n) => `${n} device${n === 1 ? "" : "s"}`, signIn: "Sign-in needed", dryRun: "(preview)",
   },
 };
 
