@@ -270,12 +270,18 @@ def guarded_routes(app: FastAPI) -> list[tuple[str, str]]:
     """Every (method, path) of ``app`` that needs the key: the list a test walks, so a new route
     cannot be left open by mistake."""
     open_paths = app.state.access.open_paths()
+    return [(m, p) for m, p in _all_routes(app.routes, "") if p not in open_paths and m != "HEAD"]
+
+
+def _all_routes(routes: list, prefix: str) -> list[tuple[str, str]]:
     out = []
-    for route in app.routes:
-        path = getattr(route, "path", "")
-        for method in sorted(getattr(route, "methods", None) or {"GET"}):
-            if path not in open_paths and method != "HEAD":
-                out.append((method, path))
+    for route in routes:
+        included = getattr(route, "original_router", None)  # FastAPI keeps included routers unflattened
+        if included is not None:
+            out += _all_routes(included.routes, prefix + getattr(getattr(route, "include_context", None), "prefix", ""))
+            continue
+        path = prefix + getattr(route, "path", "")
+        out += [(method, path) for method in sorted(getattr(route, "methods", None) or {"GET"})]
     return out
 
 
