@@ -3,13 +3,15 @@
 The sources (csrc/) ship in the package; the first process that wants the kernels compiles it with the
 machine's C++ compiler for the machine's CPU (``-march=native``) through PyTorch's extension
 builder, into a cache folder keyed by the source, PyTorch's version and the CPU, and every later
-process just loads the library (torch's builder takes a file lock, so two processes never build
-at once). The kernels need AVX-512 with BF16 and VNNI; on any other CPU, or without a compiler,
+process just loads the library (an flock on the cache folder, so two processes never build at
+once and a build killed halfway never blocks the next). The kernels need AVX-512 with BF16 and VNNI; on any other CPU, or without a compiler,
 ``load()`` says why and ondol runs PyTorch's own kernels instead.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import platform
@@ -49,6 +51,23 @@ def cache_dir() -> Path:
 _outcome: KernelsUnavailable | bool | None = None  # a library loads once per process, and so does a failure
 
 
+@contextlib.contextmanager
+def _build_lock(folder: Path):
+    """Hold an flock on the cache folder while torch's builder runs.
+
+    torch's builder guards a build with a ``lock`` file it creates exclusively and deletes when done;
+    a process killed mid-build leaves that file behind and every later process waits on it forever.
+    An flock dies with its process, so whoever holds ours knows no live ondol process is building
+    here, and a ``lock`` file it finds is such a leftover: it is removed before torch looks."""
+    with open(folder / ".ondol-build", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            (folder / "lock").unlink(missing_ok=True)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def load(quiet: bool = False) -> None:
     """Build (once per machine) and load the kernels into torch.ops.ondol, or raise
     KernelsUnavailable with the reason."""
@@ -85,8 +104,9 @@ def _build(quiet: bool) -> None:
     from torch.utils import cpp_extension
 
     try:
-        cpp_extension.load(name=f"ondol_kernels_{key}", sources=[str(p) for p in sources], build_directory=str(folder),
-                           extra_cflags=list(FLAGS), extra_ldflags=["-fopenmp"], is_python_module=False,
-                           verbose=False)
+        with _build_lock(folder):
+            cpp_extension.load(name=f"ondol_kernels_{key}", sources=[str(p) for p in sources], build_directory=str(folder),
+                               extra_cflags=list(FLAGS), extra_ldflags=["-fopenmp"], is_python_module=False,
+                               verbose=False)
     except (RuntimeError, OSError, ImportError) as e:
         raise KernelsUnavailable(f"compiling {CSRC} failed: {str(e).strip().splitlines()[-1]}") from e

@@ -35,9 +35,12 @@ if not Path(CHROMIUM).exists():
                 allow_module_level=True)
 
 
+KEY = "거실-열쇠".encode().hex()
+
+
 @pytest.fixture(scope="module")
 def server(home, assistant):
-    s = ServerThread(create_dashboard_app(home, assistant)).start()
+    s = ServerThread(create_dashboard_app(home, assistant, api_key=KEY)).start()
     yield s
     s.stop()
 
@@ -58,7 +61,14 @@ def page(browser, server):
     page = browser.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    # As a person opens it: the page sends the browser to /login, the key signs it in (an HttpOnly
+    # session cookie; the script never holds the key), and the dashboard follows.
+    browser.clear_cookies()
     page.goto(server.url)
+    page.wait_for_url(f"{server.url}/login")
+    page.fill("#key", KEY)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{server.url}/")
     yield page
     page.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
