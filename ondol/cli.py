@@ -103,6 +103,8 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--max-num-seqs", type=_positive_int, help="requests generated at once (default 64)")
     v.add_argument("--max-num-batched-tokens", type=_positive_int, help="tokens per forward (default 512)")
     v.add_argument("--no-prefix-caching", action="store_true", help="do not reuse KV blocks of shared prompt prefixes")
+    v.add_argument("--template-timeout", type=_positive_float, metavar="SECONDS",
+                   help="seconds a chat template may run before it is stopped (default 2; docs/security.md)")
     v.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     _home_flags(v)
     _model_flags(v)
@@ -126,6 +128,16 @@ def _home_flags(p: argparse.ArgumentParser) -> None:
                                                        "(default: sqlite under ~/.local/share/ondol/homes)")
     p.add_argument("--mqtt", metavar="URL", help="reach the home's devices over MQTT (mqtt://host:1883) instead of "
                                                  "the in-process simulator")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -216,6 +228,7 @@ def _serve(args: argparse.Namespace) -> int:
     wanted = {"dtype": args.dtype, "quant": args.quant, "max_model_len": args.max_model_len, "threads": args.threads,
               "kv_cache_bytes": args.kv_cache_memory,
               "max_num_seqs": args.max_num_seqs, "max_num_batched_tokens": args.max_num_batched_tokens,
+              "template_timeout": args.template_timeout,
               "enable_prefix_caching": False if args.no_prefix_caching else None, "progress": False}
     options = {k: v for k, v in wanted.items() if v is not None}
     home = assistant = None

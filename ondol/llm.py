@@ -31,6 +31,7 @@ from ondol.cpu import physical_cores
 from ondol.engine.sampler import SamplingParams
 from ondol.errors import InvalidRequestError
 from ondol.loaders import load
+from ondol.tokenizer.bounded import TemplateBudget
 
 Prompt = str | Sequence[int]
 Message = dict[str, Any]
@@ -41,7 +42,8 @@ class LLM:
                  kernels: str = "auto", max_model_len: int | None = None,
                  progress: bool | None = None, kv_cache_bytes: int = 1 << 30, max_num_seqs: int = 64,
                  max_num_batched_tokens: int = 512, block_size: int = 16, enable_prefix_caching: bool = True,
-                 num_kv_blocks: int | None = None, threads: int | None = None) -> None:
+                 num_kv_blocks: int | None = None, threads: int | None = None,
+                 template_timeout: float = 2.0) -> None:
         """Load a model. ``dtype`` "auto" keeps fp32/bf16 checkpoints as stored and runs fp16 and
         quantized ones in bf16. ``quant`` ("int8" or "int4") quantizes a full-precision model's
         weights as they load (quantized files run as stored; docs/quantization.md); ``kernels``
@@ -50,7 +52,9 @@ class LLM:
         holds, whichever is less.
         ``progress`` shows a loading bar (default: when stderr is a terminal). The rest size the
         engine: KV-cache memory, requests and tokens per step, block size, prefix caching.
-        ``threads`` sets PyTorch's (process-wide) thread count; default one per physical core."""
+        ``threads`` sets PyTorch's (process-wide) thread count; default one per physical core.
+        ``template_timeout`` is the seconds a chat template may run before it is stopped; what it
+        may write is bounded by the context (docs/security.md)."""
         if threads is not None and threads < 1:
             raise InvalidRequestError("threads must be at least 1.")
         torch.set_num_threads(threads or physical_cores())
@@ -69,6 +73,11 @@ class LLM:
             fits = EngineConfig(limit, block_size, kv_cache_bytes, num_kv_blocks).num_blocks(per_block) * block_size
             max_model_len = min(limit, fits)
         self.max_model_len = max_model_len
+        # No token stands for more than max_token_chars characters, so a text longer than this
+        # cannot fit the context whatever it says: it is refused before tokenizing (which would
+        # cost seconds and gigabytes for a 30 MB prompt) and a template may write no more.
+        self.max_prompt_chars = max_model_len * self.tokenizer.max_token_chars
+        self.tokenizer.template_budget = TemplateBudget(seconds=template_timeout, max_chars=self.max_prompt_chars)
         self.engine = Engine(self.model, self.tokenizer, EngineConfig(
             max_model_len, block_size, kv_cache_bytes, num_kv_blocks, max_num_seqs, max_num_batched_tokens,
             enable_prefix_caching))
@@ -84,12 +93,21 @@ class LLM:
 
     def encode(self, prompt: Prompt) -> list[int]:
         if isinstance(prompt, str):
+            self._check_chars(len(prompt), "The prompt")
             return self.tokenizer.encode(prompt)
         return [int(t) for t in prompt]
+
+    def _check_chars(self, chars: int, what: str) -> None:
+        if chars > self.max_prompt_chars:
+            raise InvalidRequestError(
+                f"{what} has {chars} characters, more than the {self.max_prompt_chars} that can fit the "
+                f"context of {self.max_model_len} tokens (no token of this model is longer than "
+                f"{self.tokenizer.max_token_chars} characters).")
 
     def chat_prompt(self, messages: list[Message], *, tools: list[dict] | None = None,
                     add_generation_prompt: bool = True, **template_kwargs: Any) -> list[int]:
         """Token ids of the conversation rendered with the model's chat template."""
+        self._check_chars(_text_chars((messages, tools, template_kwargs)), "The conversation")
         text = self.tokenizer.apply_chat_template(template_messages(messages),
                                                   add_generation_prompt=add_generation_prompt, tools=tools,
                                                   **template_kwargs)
@@ -126,6 +144,19 @@ class LLM:
         else:
             ids = self.encode(prompt)
         return self.engine.stream(ids, params or self.default_sampling_params())
+
+
+def _text_chars(value: Any, depth: int = 0) -> int:
+    """Characters of all the strings in a JSON-like value (what a template can copy into the prompt)."""
+    if isinstance(value, str):
+        return len(value)
+    if depth > 64:  # request bodies are bounded in depth before they get here; this is a backstop
+        raise InvalidRequestError("The conversation is nested too deeply.")
+    if isinstance(value, dict):
+        return sum(_text_chars(v, depth + 1) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_text_chars(v, depth + 1) for v in value)
+    return 0
 
 
 def _is_batch(prompts: Any) -> bool:

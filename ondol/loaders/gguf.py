@@ -69,15 +69,15 @@ def open_gguf(path: Path) -> Checkpoint:
         sources=[GGUFFile(reader, tensors, config)],
         size_bytes=path.stat().st_size,
         tensor_types=types,
-        make_tokenizer=lambda: _tokenizer(meta),
+        make_tokenizer=lambda: _tokenizer(meta, path),
         generation_config={},  # end-of-turn ids come with the tokenizer metadata
     )
 
 
-def _tokenizer(meta: dict[str, Any]):
+def _tokenizer(meta: dict[str, Any], path: Path):
     from ondol.tokenizer import tokenizer_from_gguf_fields
 
-    return tokenizer_from_gguf_fields(meta)
+    return tokenizer_from_gguf_fields(meta, source=str(path))
 
 
 # --- reading the file -------------------------------------------------------------------------

@@ -278,8 +278,10 @@ def create_app(model: ModelSource, *, served_model_name: str | None = None, api_
         arrival = time.monotonic()
         engine, req, constraints, params = await admit(request, P.ChatCompletionRequest)
         try:
-            prompt = await _off_loop(request, state.llm.chat_prompt, req.template_messages(),
-                                     tools=constraints.template_tools())
+            # In a thread, always: tokenizing a long prompt takes a while, and a chat template may
+            # take its whole time budget (ondol.tokenizer.bounded); other streams go on meanwhile.
+            prompt = await asyncio.to_thread(state.llm.chat_prompt, req.template_messages(),
+                                             tools=constraints.template_tools())
         except ChatTemplateError as e:
             raise APIError(400, str(e), param="messages") from None
         rid = f"chatcmpl-{uuid.uuid4().hex}"
@@ -291,7 +293,7 @@ def create_app(model: ModelSource, *, served_model_name: str | None = None, api_
     async def completions(request: Request) -> Response:
         arrival = time.monotonic()
         engine, req, _, params = await admit(request, P.CompletionRequest)
-        prompts = await _off_loop(request, lambda: [state.llm.encode(p) for p in req.prompts()])
+        prompts = await asyncio.to_thread(lambda: [state.llm.encode(p) for p in req.prompts()])
         if len(prompts) * req.n > 64:
             raise APIError(400, "At most 64 completions (prompts × n) per request.", param="prompt")
         jobs = [(ids, p) for ids in prompts for p in params]
@@ -305,15 +307,6 @@ def create_app(model: ModelSource, *, served_model_name: str | None = None, api_
         v1.include_router(home_router(home, assistant))
     app.include_router(v1)
     return app
-
-
-async def _off_loop(request: Request, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run tokenization (and chat templates) of a large request in a thread, so a long prompt does
-    not stall every other stream; small ones are not worth the hop."""
-    size = request.headers.get("content-length", "")
-    if size.isdigit() and int(size) > 16 << 10:
-        return await asyncio.to_thread(fn, *args, **kwargs)
-    return fn(*args, **kwargs)
 
 
 async def _respond(request: Request, choices: _Choices, stream: Callable[[], AsyncIterator[str]],

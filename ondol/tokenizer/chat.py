@@ -114,18 +114,23 @@ def render_chat_template(
     bos_token: str = "",
     eos_token: str = "",
     tools: Sequence[Mapping[str, Any]] | None = None,
+    max_chars: int | None = None,
     **kwargs: Any,
 ) -> str:
     """Render ``messages`` (and ``tools``, and any extra template variables) with a chat template.
 
     Raises ChatTemplateError if the template is malformed, fails, rejects the conversation through
-    ``raise_exception``, or attempts something the sandbox forbids.
+    ``raise_exception``, attempts something the sandbox forbids, or (with ``max_chars``) writes
+    more than ``max_chars`` characters. This runs the template in the calling process with no time
+    limit: ``ondol.tokenizer.bounded`` runs it under a budget, and model-loaded tokenizers use that.
     """
     compiled = _compile(template)
     messages = [_prepare(m) for m in messages]
     variables = {"documents": None, **kwargs}  # transformers always defines `documents`
     try:
-        return compiled.render(
+        # generate() yields the output piece by piece, so a template that writes without end is
+        # stopped once it is over the bound rather than after it has filled memory.
+        pieces = compiled.generate(
             messages=messages,
             tools=tools,
             add_generation_prompt=add_generation_prompt,
@@ -133,6 +138,16 @@ def render_chat_template(
             eos_token=eos_token,
             **variables,
         )
+        if max_chars is None:
+            return "".join(pieces)
+        out, written = [], 0
+        for piece in pieces:
+            written += len(piece)
+            if written > max_chars:
+                raise ChatTemplateError(
+                    f"The chat template wrote more than {max_chars} characters, more than the context can hold.")
+            out.append(piece)
+        return "".join(out)
     except SecurityError as err:
         raise ChatTemplateError(f"The chat template tried an operation the sandbox forbids ({err}).") from err
     except TemplateError as err:

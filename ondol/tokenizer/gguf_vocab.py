@@ -54,8 +54,9 @@ _END_OF_GENERATION = {
 }
 
 
-def tokenizer_from_gguf_fields(fields: Mapping[str, Any]) -> Tokenizer:
-    """Build the Tokenizer described by a GGUF file's metadata (values already decoded)."""
+def tokenizer_from_gguf_fields(fields: Mapping[str, Any], source: str | None = None) -> Tokenizer:
+    """Build the Tokenizer described by a GGUF file's metadata (values already decoded); ``source``
+    names the file in errors."""
     kind = fields.get("tokenizer.ggml.model")
     tokens = _field(fields, "tokenizer.ggml.tokens", _ARRAY)
     types = _field(fields, "tokenizer.ggml.token_type", _ARRAY, default=[NORMAL] * len(tokens))
@@ -99,6 +100,7 @@ def tokenizer_from_gguf_fields(fields: Mapping[str, Any]) -> Tokenizer:
         tool_chat_template=_field(fields, "tokenizer.chat_template.tool_use", str, default=None),
         add_bos_token=bool(fields.get("tokenizer.ggml.add_bos_token", adds_bos)),
         add_eos_token=bool(fields.get("tokenizer.ggml.add_eos_token", False)),
+        source=source,
     )
 
 

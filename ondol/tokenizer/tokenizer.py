@@ -16,7 +16,7 @@ import tokenizers
 from tokenizers import processors
 
 from ondol.errors import ChatTemplateError, ModelFormatError, ModelNotFoundError, UnsupportedModelError
-from ondol.tokenizer.chat import render_chat_template
+from ondol.tokenizer.bounded import BoundedRenderer, TemplateBudget
 from ondol.tokenizer.detokenize import IncrementalDetokenizer
 
 # How ByteFallback recognises a byte token (tokenizers' decoders/byte_fallback.rs).
@@ -31,6 +31,10 @@ class Tokenizer:
     given, replace the backend's post-processor the way transformers does for a tokenizer
     configured with them; left as ``None`` the backend's own post-processor decides. The backend
     is owned (and may be modified) by this object.
+
+    Chat templates come with the model and are untrusted programs: they render in a worker
+    process under ``template_budget`` (time, characters written, memory; ``ondol.tokenizer.bounded``).
+    ``source`` names the model file or folder in errors about its templates.
     """
 
     def __init__(
@@ -44,8 +48,11 @@ class Tokenizer:
         tool_chat_template: str | None = None,
         add_bos_token: bool | None = None,
         add_eos_token: bool | None = None,
+        source: str | None = None,
     ):
         self._backend = backend
+        self.source = source
+        self._renderer = BoundedRenderer()
         self.bos_token = bos_token
         self.eos_token = eos_token
         self.bos_token_id = backend.token_to_id(bos_token) if bos_token is not None else None
@@ -109,6 +116,7 @@ class Tokenizer:
             # llama.cpp's converter. (transformers 5 ignores them once tokenizer.json exists.)
             add_bos_token=config.get("add_bos_token"),
             add_eos_token=config.get("add_eos_token"),
+            source=str(folder),
         )
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
@@ -139,8 +147,10 @@ class Tokenizer:
         template = self.template_for(tools=bool(tools))
         if template is None:
             raise ChatTemplateError("This model has no chat template, so it cannot format chat messages.")
-        return render_chat_template(
+        which = "tool_use chat template" if tools and template is self.tool_chat_template else "chat template"
+        return self._renderer.render(
             template,
+            f"the {which} of {self.source}" if self.source else f"the model's {which}",
             messages,
             add_generation_prompt=add_generation_prompt,
             bos_token=self.bos_token or "",
@@ -148,6 +158,24 @@ class Tokenizer:
             tools=tools,
             **kwargs,
         )
+
+    @property
+    def template_budget(self) -> TemplateBudget:
+        return self._renderer.budget
+
+    @template_budget.setter
+    def template_budget(self, budget: TemplateBudget) -> None:
+        self._renderer.close()
+        self._renderer = BoundedRenderer(budget)
+
+    @functools.cached_property
+    def max_token_chars(self) -> int:
+        """The most characters any one token stands for (as the vocabulary spells it: byte-level
+        vocabularies spell each byte as one character, so this bounds real characters too). A text
+        of C characters is at least C / max_token_chars tokens, which lets a prompt too long for the
+        context be refused before it is tokenized."""
+        vocab = self._backend.get_vocab(with_added_tokens=True)
+        return max(1, max((len(token) for token in vocab), default=1))
 
     def template_for(self, tools: bool) -> str | None:
         """The chat template a conversation with (or without) tools is rendered with."""
