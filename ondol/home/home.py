@@ -16,6 +16,7 @@ the audit row says why. Refused commands are audited too.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -131,10 +132,10 @@ class Home:
                 for r in results:  # nothing of a failed command happens
                     if r["ok"]:
                         r.update(ok=False, changed={}, error="not applied: another part of the command failed")
-                seq = self.store.commit(self.id, {}, AuditEntry(source, list(actions), results, utterance))
+                seq = self.store.commit(self.id, {}, AuditEntry(source, _as_asked(actions), results, utterance))
                 return ApplyResult(False, results, seq, error)
             seq = self.store.commit(self.id, {i: planned[i] for i in changes},
-                                    AuditEntry(source, list(actions), results, utterance))
+                                    AuditEntry(source, _as_asked(actions), results, utterance))
             for i, changed in changes.items():
                 self._states[i] = planned[i]
                 event = StateEvent(seq, i, changed, dict(planned[i]), source)
@@ -222,7 +223,48 @@ def _parts(action: Any) -> tuple[str, Mapping[str, Any], Mapping[str, Any] | Non
         raise HomeError("An action needs \"action\": the name of what to do, such as \"turn_on\".")
     if not isinstance(target, Mapping):
         raise HomeError("An action needs \"target\": {\"device\": ...}, {\"area\": ..., \"kind\": ...} or {\"kind\": ...}.")
+    bad = _not_finite(params)
+    if bad is not None:
+        raise HomeError(f"{bad} is not a finite number; a device takes only numbers it can reach.")
     return name, target, params
+
+
+_MAX_DEPTH = 32  # params are flat in every device type; a deeper value is refused, never walked further
+
+
+def _not_finite(value: Any, where: str = "params", depth: int = 0) -> str | None:
+    """Where in ``value`` a non-finite number is ("params.temperature"), or None. 1e400 in JSON
+    reads as infinity, which no device can be set to and no audit row can hold."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where} ({value})"
+    if depth > _MAX_DEPTH:
+        return f"{where} (nested too deep)"
+    items = value.items() if isinstance(value, Mapping) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _not_finite(item, f"{where}.{key}", depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def _as_asked(actions: Sequence[Any]) -> list[Any]:
+    """The command for its audit row, as the caller sent it, with what JSON cannot hold written as
+    text (infinity as "inf", other objects as their repr), so a refused command is audited too."""
+    return [_json_value(a) for a in actions]
+
+
+def _json_value(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    if depth > _MAX_DEPTH:
+        return "..."
+    if isinstance(value, Mapping):
+        return {str(k): _json_value(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v, depth + 1) for v in value]
+    return repr(value)[:200]
 
 
 __all__ = ["ApplyResult", "Home", "StateEvent", "default_store_url"]

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import jsonschema
 import yaml
 
+from ondol.home import yaml12 as y
 from ondol.home.errors import HomeFileError
 from ondol.home.names import normalize
 
@@ -51,13 +52,12 @@ ITEM_ID = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}\Z")
 MAX_NAME_LENGTH = 100
 MAX_FILE_BYTES = 4 << 20
 MAX_PROBLEMS = 20
+MAX_PROBLEM_CHARS = 300
 
 _TOP_KEYS = ("home", "language", "areas", "devices")
 _AREA_KEYS = ("id", "names")
 _DEVICE_KEYS = ("id", "type", "names", "area", "device_class", "state")
 
-_T = "tag:yaml.org,2002:"
-_NULL, _BOOL, _INT, _FLOAT, _STR, _SEQ, _MAP = (_T + t for t in ("null", "bool", "int", "float", "str", "seq", "map"))
 
 
 @dataclass(frozen=True)
@@ -115,92 +115,9 @@ class HomeSpec:
                 "areas": [{"id": a.id, "names": list(a.names)} for a in self.areas], "devices": devices}
 
 
-# --- YAML with YAML 1.2 core-schema scalars ---------------------------------------------------
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader whose implicit (plain scalar) resolution follows the YAML 1.2 core schema."""
-
-    # A fresh dict: add_implicit_resolver below must not touch SafeLoader's own table.
-    yaml_implicit_resolvers: dict = {}
-
-
-for _tag, _pattern, _first in (
-    (_NULL, r"(?:~|null|Null|NULL|)\Z", ["~", "n", "N", ""]),
-    (_BOOL, r"(?:true|True|TRUE|false|False|FALSE)\Z", list("tTfF")),
-    # int before float: the resolver takes the first pattern that matches.
-    (_INT, r"(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)\Z", list("-+0123456789")),
-    (_FLOAT, r"(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
-             r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))\Z", list("-+.0123456789")),
-):
-    _Loader.add_implicit_resolver(_tag, re.compile(_pattern), _first)
-
-
-class _Bad(Exception):
-    """A problem with one node; collected by _Reader, never escapes this module."""
-
-    def __init__(self, node: yaml.Node, message: str):
-        super().__init__(message)
-        self.node, self.message = node, message
-
-
-def _text(node: yaml.ScalarNode) -> str:
-    # PyYAML decodes a JSON "\ud83d\ude00" escape into two lone surrogates; join them.
-    value = node.value
-    if any("\ud800" <= c <= "\udfff" for c in value):
-        value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return value
-
-
-def _scalar(node: yaml.ScalarNode) -> Any:
-    """The value of a scalar node under the core schema; explicit tags beyond it are refused."""
-    tag, raw = node.tag, node.value
-    try:
-        if tag == _STR:
-            return _text(node)
-        if tag == _NULL:
-            return None
-        if tag == _BOOL:
-            if raw.lower() not in ("true", "false"):
-                raise ValueError
-            return raw.lower() == "true"
-        if tag == _INT:
-            return int(raw, 0) if raw[:2].lower() in ("0o", "0x") else int(raw, 10)
-        if tag == _FLOAT:
-            low = raw.lower().lstrip("+")
-            return {".inf": math.inf, "-.inf": -math.inf, ".nan": math.nan}.get(low) or float(raw)
-    except ValueError:
-        raise _Bad(node, f"{_show(raw)} is not a valid {tag.rsplit(':', 1)[-1]}") from None
-    raise _Bad(node, f"unsupported YAML tag {tag!r}")
-
-
-def _plain(node: yaml.Node) -> Any:
-    """A node as plain Python data (for state values, which may be lists or objects)."""
-    if isinstance(node, yaml.ScalarNode):
-        return _scalar(node)
-    if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
-        return [_plain(n) for n in node.value]
-    if isinstance(node, yaml.MappingNode) and node.tag == _MAP:
-        return {_key(k): _plain(v) for k, v in node.value}
-    raise _Bad(node, f"unsupported YAML tag {node.tag!r}")
-
-
-def _key(node: yaml.Node) -> str:
-    if not isinstance(node, yaml.ScalarNode):
-        raise _Bad(node, "a key must be a plain word, not a list or mapping")
-    return _text(node)
-
-
-def _show(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _line(node: yaml.Node) -> int:
-    return node.start_mark.line + 1
-
-
 def _did_you_mean(word: str, options: Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return f"; did you mean {_show(close[0])}?" if close else ""
+    return f"; did you mean {y.show(close[0])}?" if close else ""
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -213,7 +130,7 @@ class _Reader:
         self.problems: list[tuple[int, str]] = []
 
     def bad(self, node: yaml.Node, message: str) -> None:
-        self.problems.append((_line(node), message))
+        self.problems.append((y.line(node), message))
 
     # -- generic shapes -------------------------------------------------------------------
 
@@ -226,20 +143,20 @@ class _Reader:
         first_line: dict[str, int] = {}
         for key_node, value_node in node.value:
             try:
-                key = _key(key_node)
-            except _Bad as e:
+                key = y.key(key_node)
+            except y.Bad as e:
                 self.bad(e.node, f"{what}: {e.message}")
                 continue
             if key in out:
-                self.bad(key_node, f"{what}: key {_show(key)} appears twice (first on line {first_line[key]})")
+                self.bad(key_node, f"{what}: key {y.show(key)} appears twice (first on line {first_line[key]})")
             elif key not in allowed:
-                self.bad(key_node, f"{what}: unknown key {_show(key)}{_did_you_mean(key, allowed)}"
+                self.bad(key_node, f"{what}: unknown key {y.show(key)}{_did_you_mean(key, allowed)}"
                                    f" (allowed: {', '.join(allowed)})")
             else:
-                out[key], first_line[key] = value_node, _line(key_node)
+                out[key], first_line[key] = value_node, y.line(key_node)
         for key in required:
             if key not in out:
-                self.bad(node, f"{what}: missing {_show(key)}")
+                self.bad(node, f"{what}: missing {y.show(key)}")
         return out
 
     def text(self, node: yaml.Node, what: str) -> str | None:
@@ -247,11 +164,11 @@ class _Reader:
         if not isinstance(node, yaml.ScalarNode):
             self.bad(node, f"{what} must be a single value, not {_kind_of(node)}")
             return None
-        if node.tag not in (_STR, _INT, _FLOAT, _BOOL, _NULL):
+        if node.tag not in (y.STR, y.INT, y.FLOAT, y.BOOL, y.NULL):
             self.bad(node, f"{what}: unsupported YAML tag {node.tag!r}")
             return None
-        value = _text(node).strip()
-        if node.tag == _NULL or not value:
+        value = y.text(node).strip()
+        if node.tag == y.NULL or not value:
             self.bad(node, f"{what} is empty")
             return None
         return value
@@ -259,13 +176,13 @@ class _Reader:
     def ident(self, node: yaml.Node, what: str, pattern: re.Pattern[str], rule: str) -> str | None:
         value = self.text(node, what)
         if value is not None and not pattern.match(value):
-            self.bad(node, f"{what} {_show(value)} is not a valid id: {rule}")
+            self.bad(node, f"{what} {y.show(value)} is not a valid id: {rule}")
             return None
         return value
 
     def names(self, node: yaml.Node | None, what: str) -> list[tuple[str, yaml.Node]]:
         """(name, node) pairs; a single name may be written without the list brackets."""
-        if node is None or (isinstance(node, yaml.ScalarNode) and node.tag == _NULL):
+        if node is None or (isinstance(node, yaml.ScalarNode) and node.tag == y.NULL):
             return []
         items = [node] if isinstance(node, yaml.ScalarNode) else node.value if isinstance(node, yaml.SequenceNode) else None
         if items is None:
@@ -277,9 +194,9 @@ class _Reader:
             if name is None:
                 continue
             if len(name) > MAX_NAME_LENGTH:
-                self.bad(item, f"{what}: name {_show(name[:20] + '...')} is longer than {MAX_NAME_LENGTH} characters")
+                self.bad(item, f"{what}: name {y.show(name[:20] + '...')} is longer than {MAX_NAME_LENGTH} characters")
             elif not normalize(name):
-                self.bad(item, f"{what}: name {_show(name)} has no letters or digits")
+                self.bad(item, f"{what}: name {y.show(name)} has no letters or digits")
             else:
                 out.append((name, item))
         return out
@@ -297,7 +214,7 @@ class _Reader:
         if "language" in top:
             value = self.text(top["language"], "language")
             if value is not None and value not in LANGUAGES:
-                self.bad(top["language"], f"language {_show(value)} is not supported; use one of: {', '.join(LANGUAGES)}")
+                self.bad(top["language"], f"language {y.show(value)} is not supported; use one of: {', '.join(LANGUAGES)}")
             elif value is not None:
                 language = value
         areas = self.areas(top.get("areas"))
@@ -307,7 +224,7 @@ class _Reader:
         return HomeSpec(home_id, language, tuple(areas.values()), tuple(devices))
 
     def items(self, node: yaml.Node | None, what: str) -> list[yaml.Node]:
-        if node is None or (isinstance(node, yaml.ScalarNode) and node.tag == _NULL):
+        if node is None or (isinstance(node, yaml.ScalarNode) and node.tag == y.NULL):
             return []
         if not isinstance(node, yaml.SequenceNode):
             self.bad(node, f"{what} must be a list (one '- id: ...' entry per item), not {_kind_of(node)}")
@@ -329,7 +246,7 @@ class _Reader:
             for name, where in [(area_id, fields["id"]), *named]:
                 other = owner.setdefault(normalize(name), area_id)
                 if other != area_id:
-                    self.bad(where, f"{what}: name {_show(name)} is already used by area {_show(other)}")
+                    self.bad(where, f"{what}: name {y.show(name)} is already used by area {y.show(other)}")
             areas[area_id] = AreaSpec(area_id, tuple(n for n, _ in named))
         return areas
 
@@ -343,11 +260,11 @@ class _Reader:
         ident = self.ident(fields["id"], f"{kind} id", ITEM_ID, "lower-case ASCII letters, digits, '_', '.' and '-'")
         if ident is None:
             return None
-        what = f"{kind} {_show(ident)}"
+        what = f"{kind} {y.show(ident)}"
         if ident in lines:
             self.bad(fields["id"], f"{what} is defined twice (first on line {lines[ident]})")
             return None
-        lines[ident] = _line(fields["id"])
+        lines[ident] = y.line(fields["id"])
         return fields, ident, what
 
     def devices(self, node: yaml.Node | None, areas: Mapping[str, AreaSpec]) -> list[DeviceSpec]:
@@ -366,7 +283,7 @@ class _Reader:
             if fields.get("area") is not None and not _is_null(fields["area"]):
                 area = self.text(fields["area"], f"{what}: area")
                 if area is not None and area not in areas:
-                    self.bad(fields["area"], f"{what}: unknown area {_show(area)}{_area_hint(area, areas)}")
+                    self.bad(fields["area"], f"{what}: unknown area {y.show(area)}{_area_hint(area, areas)}")
                     area = None
             spec = self.device_type(fields, what, device_id, names, area)
             if spec is not None:
@@ -378,7 +295,7 @@ class _Reader:
         for device_id, name, where in name_nodes:
             other = ids.get(normalize(name))
             if other is not None and other != device_id:
-                self.bad(where, f"device {_show(device_id)}: name {_show(name)} is the id of device {_show(other)}")
+                self.bad(where, f"device {y.show(device_id)}: name {y.show(name)} is the id of device {y.show(other)}")
         return list(devices.values())
 
     def device_type(self, fields: Mapping[str, yaml.Node], what: str, device_id: str,
@@ -388,7 +305,7 @@ class _Reader:
             return None
         dtype = self.types.get(type_name)
         if dtype is None:
-            self.bad(fields["type"], f"{what}: unknown type {_show(type_name)}{_type_hint(type_name, self.types)}"
+            self.bad(fields["type"], f"{what}: unknown type {y.show(type_name)}{_type_hint(type_name, self.types)}"
                                      f" known types: {', '.join(self.types)}")
             return None
         device_class = None
@@ -397,7 +314,7 @@ class _Reader:
             classes = tuple(getattr(dtype, "device_classes", ()) or ())
             if device_class is not None and device_class not in classes:
                 allowed = f"one of: {', '.join(classes)}" if classes else "none (leave it out)"
-                self.bad(fields["device_class"], f"{what}: device_class {_show(device_class)} is not a class of "
+                self.bad(fields["device_class"], f"{what}: device_class {y.show(device_class)} is not a class of "
                                                  f"{type_name}{_did_you_mean(device_class, classes)} (allowed: {allowed})")
                 device_class = None
         if device_class is not None and hasattr(dtype, "for_class"):
@@ -420,21 +337,21 @@ class _Reader:
         seen: set[str] = set()
         for key_node, value_node in node.value:
             try:
-                key = _key(key_node)
-            except _Bad as e:
+                key = y.key(key_node)
+            except y.Bad as e:
                 self.bad(e.node, f"{what}: state: {e.message}")
                 continue
             if key in seen:
-                self.bad(key_node, f"{what}: state {_show(key)} is given twice")
+                self.bad(key_node, f"{what}: state {y.show(key)} is given twice")
                 continue
             seen.add(key)
             if key not in properties:
-                self.bad(key_node, f"{what}: {dtype.name} has no state {_show(key)}{_did_you_mean(key, properties)}"
+                self.bad(key_node, f"{what}: {dtype.name} has no state {y.show(key)}{_did_you_mean(key, properties)}"
                                    f" (its state: {', '.join(properties)})")
                 continue
             try:
-                state[key] = _state_value(value_node, properties[key], f"{what}: state {_show(key)}")
-            except _Bad as e:
+                state[key] = _state_value(value_node, properties[key], f"{what}: state {y.show(key)}")
+            except y.Bad as e:
                 self.bad(e.node, e.message)
         if len(self.problems) > before:
             return None
@@ -448,11 +365,11 @@ class _Reader:
 
 def _state_value(node: yaml.Node, schema: Mapping[str, Any], what: str) -> Any:
     try:
-        value = _plain(node)
-    except _Bad as e:
-        raise _Bad(e.node, f"{what}: {e.message}") from None
+        value = y.plain(node)
+    except y.Bad as e:
+        raise y.Bad(e.node, f"{what}: {e.message}") from None
     if isinstance(value, float) and not math.isfinite(value):
-        raise _Bad(node, f"{what}: {node.value} is not a finite number")
+        raise y.Bad(node, f"{what}: {node.value} is not a finite number")
     error = jsonschema.exceptions.best_match(_validator(schema).iter_errors(value))
     if error is None:
         # JSON Schema counts 1e2 as an integer; store it as one, as the device layer does.
@@ -463,7 +380,7 @@ def _state_value(node: yaml.Node, schema: Mapping[str, Any], what: str) -> Any:
     if isinstance(node, yaml.ScalarNode) and node.style is None and not isinstance(value, str):
         if not any(_validator(schema).iter_errors(node.value)):
             return node.value
-    raise _Bad(node, f"{what}: {_describe(error)}")
+    raise y.Bad(node, f"{what}: {_describe(error)}")
 
 
 def _validator(schema: Mapping[str, Any]) -> jsonschema.protocols.Validator:
@@ -474,23 +391,23 @@ def _validator(schema: Mapping[str, Any]) -> jsonschema.protocols.Validator:
 def _describe(error: jsonschema.ValidationError) -> str:
     """A jsonschema error in plain words."""
     v, arg = error.instance, error.validator_value
-    where = "".join(f"[{_show(p)}]" for p in error.absolute_path)
+    where = "".join(f"[{y.show(p)}]" for p in error.absolute_path)
     prefix = f"{where}: " if where else ""
     if error.validator == "enum":
         hint = _did_you_mean(str(v), [str(a) for a in arg]) if isinstance(v, str) else ""
         if isinstance(v, bool) and {"on", "off"} <= set(arg):
             hint = ' (write "on" or "off")'
-        return f"{prefix}{_show(v)} is not one of: {', '.join(_show(a) for a in arg)}{hint}"
+        return f"{prefix}{y.show(v)} is not one of: {', '.join(y.show(a) for a in arg)}{hint}"
     if error.validator in ("minimum", "exclusiveMinimum"):
-        return f"{prefix}{_show(v)} is below the minimum {_show(arg)}"
+        return f"{prefix}{y.show(v)} is below the minimum {y.show(arg)}"
     if error.validator in ("maximum", "exclusiveMaximum"):
-        return f"{prefix}{_show(v)} is above the maximum {_show(arg)}"
+        return f"{prefix}{y.show(v)} is above the maximum {y.show(arg)}"
     if error.validator == "type":  # "write true or false" for YAML 1.1 spellings of booleans
         wanted = " or ".join(arg) if isinstance(arg, list) else arg
         hint = ""
         if "boolean" in wanted and isinstance(v, str) and v.lower() in ("yes", "no", "on", "off", "y", "n"):
             hint = " (write true or false)"
-        return f"{prefix}expected {wanted}, got {_show(v)}{hint}"
+        return f"{prefix}expected {wanted}, got {y.show(v)}{hint}"
     return f"{prefix}{error.message}"
 
 
@@ -499,12 +416,12 @@ def _label(what: str, node: yaml.Node) -> str:
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             if isinstance(key, yaml.ScalarNode) and key.value == "id" and isinstance(value, yaml.ScalarNode) and value.value:
-                return f"{what} {_show(value.value)}"
+                return f"{what} {y.show(value.value)}"
     return f"a {what}" if what[0] not in "aeiou" else f"an {what}"
 
 
 def _is_null(node: yaml.Node) -> bool:
-    return isinstance(node, yaml.ScalarNode) and node.tag == _NULL
+    return isinstance(node, yaml.ScalarNode) and node.tag == y.NULL
 
 
 def _kind_of(node: yaml.Node) -> str:
@@ -512,14 +429,14 @@ def _kind_of(node: yaml.Node) -> str:
         return "a mapping"
     if isinstance(node, yaml.SequenceNode):
         return "a list"
-    return f"the value {_show(node.value)}"
+    return f"the value {y.show(node.value)}"
 
 
 def _area_hint(area: str, areas: Mapping[str, AreaSpec]) -> str:
     # People often write the area's name (거실) where its id belongs.
     for a in areas.values():
         if any(normalize(n) == normalize(area) for n in a.names):
-            return f"; write its id: {_show(a.id)}"
+            return f"; write its id: {y.show(a.id)}"
     return _did_you_mean(area, areas) + (f" (areas: {', '.join(areas)})" if areas else " (the file defines no areas)")
 
 
@@ -527,12 +444,12 @@ def _type_hint(word: str, types: Mapping[str, DeviceType]) -> str:
     # A kind word (에어컨, lamp) or class word (curtain) names its type exactly; else the closest spelling.
     for name, dtype in types.items():
         if normalize(word) in {normalize(k) for k in getattr(dtype, "kind_names", ())}:
-            return f"; did you mean {_show(name)}?"
+            return f"; did you mean {y.show(name)}?"
         for cls, words in getattr(dtype, "class_names", {}).items():
             if normalize(word) in {normalize(w) for w in (cls, *words)}:
-                return f"; did you mean {_show(name)} with device_class {_show(cls)}?"
+                return f"; did you mean {y.show(name)} with device_class {y.show(cls)}?"
     close = difflib.get_close_matches(word, list(types), n=1, cutoff=0.5)
-    return f"; did you mean {_show(close[0])}?" if close else ";"
+    return f"; did you mean {y.show(close[0])}?" if close else ";"
 
 
 # --- entry points ----------------------------------------------------------------------------
@@ -550,10 +467,14 @@ def parse_home(text: str, filename: str = "<string>", types: Mapping[str, Device
         except json.JSONDecodeError as e:
             if filename.lower().endswith(".json"):
                 raise _error(filename, [(e.lineno, f"invalid JSON: {e.msg} (column {e.colno})")]) from None
+        except RecursionError:
+            raise _error(filename, [(1, f"values are nested more than {y.MAX_DEPTH} deep")]) from None
         else:
             text = text.replace("\t", " ")  # tabs in valid JSON are only whitespace between tokens
     try:
-        root = yaml.compose(text, Loader=_Loader)
+        root = y.compose(text)
+    except y.Bad as e:
+        raise _error(filename, [(y.line(e.node), e.message)]) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark is not None else 1
@@ -565,7 +486,7 @@ def parse_home(text: str, filename: str = "<string>", types: Mapping[str, Device
     reader = _Reader(types)
     try:
         spec = reader.home(root)
-    except _Bad as e:  # a malformed value deep inside something generic
+    except y.Bad as e:  # a malformed value deep inside something generic
         reader.bad(e.node, e.message)
         spec = None
     if reader.problems or spec is None:
@@ -594,10 +515,15 @@ def load_home_file(path: str | Path) -> HomeSpec:
     return parse_home(text, str(path))
 
 
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_PROBLEM_CHARS else text[:MAX_PROBLEM_CHARS - 3] + "..."
+
+
 def _error(filename: str, problems: list[tuple[int, str]]) -> HomeFileError:
     """One HomeFileError for all problems, in file order; ``err.problems`` keeps (line, text) pairs."""
     problems = sorted(problems, key=lambda p: p[0])  # stable: same line keeps discovery order
-    lines = [f"{filename}:{line}: {text}" for line, text in problems[:MAX_PROBLEMS]]
+    lines = [f"{filename}:{line}: {_one_line(text)}" for line, text in problems[:MAX_PROBLEMS]]
     if len(problems) > MAX_PROBLEMS:
         lines.append(f"... and {len(problems) - MAX_PROBLEMS} more problems")
     err = HomeFileError("\n".join(lines))

@@ -22,6 +22,9 @@ from ondol.server import protocol as P
 log = logging.getLogger("ondol.server")
 
 MAX_BODY_BYTES = 32 << 20
+# No request ondol takes nests deeper than a few levels (a JSON schema in response_format, the
+# deepest, rarely passes 10); deeper bodies are refused before a validator or encoder recurses.
+MAX_JSON_DEPTH = 64
 
 
 # --- errors -----------------------------------------------------------------------------------------
@@ -116,6 +119,15 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _too_deep(data: Any) -> bool:
+    level: list[Any] = [data]
+    for _ in range(MAX_JSON_DEPTH):
+        level = [v for x in level if isinstance(x, (dict, list)) for v in (x.values() if isinstance(x, dict) else x)]
+        if not level:
+            return False
+    return any(isinstance(x, (dict, list)) for x in level)
+
+
 async def parse_body(request: Request, model: type[BaseModel]) -> Any:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
@@ -133,6 +145,8 @@ async def parse_body(request: Request, model: type[BaseModel]) -> Any:
         data = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as e:
         raise APIError(400, f"The request body is not valid JSON: {e}.") from None
+    if _too_deep(data):
+        raise APIError(400, f"The request body is nested more than {MAX_JSON_DEPTH} levels deep.")
     if _SURROGATE_ESCAPE.search(text):
         try:  # a lone surrogate (a \ud800 escape with no pair) is no character: nothing can encode it
             json.dumps(data, ensure_ascii=False).encode("utf-8")

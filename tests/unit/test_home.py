@@ -217,3 +217,18 @@ def test_store_url_errors_are_clear():
 
     with pytest.raises(HomeError):
         Store.open("mongodb://nowhere")
+
+
+def test_non_finite_numbers_are_refused_and_audited(home):
+    """1e400 in JSON reads as infinity: refused like any bad command, with its audit row (the
+    number written as text, since JSON cannot hold it), and nothing changes."""
+    before = home.state("ac.living")
+    for value in (json.loads("1e400"), float("-inf"), float("nan")):
+        seq = home.store.last_seq(home.id)
+        r = home.apply({"action": "set_temperature", "target": {"device": "거실 에어컨"},
+                        "params": {"temperature": value}}, utterance="거실 에어컨 무한대로")
+        assert not r.ok and "params.temperature" in r.error and "not a finite number" in r.error
+        row = home.store.audit(home.id, limit=1)[0]
+        assert row.seq == r.seq == seq + 1 and row.utterance == "거실 에어컨 무한대로"
+        assert row.actions[0]["params"]["temperature"] == str(value) and not row.results[0]["ok"]
+    assert home.state("ac.living") == before

@@ -254,3 +254,41 @@ def test_load_home_file_errors(tmp_path):
         load_home_file(path)
     assert str(info.value).startswith(f'{path}:4: device "a": unknown type "lamp"; did you mean "light"?')
     assert info.value.problems[0][0] == 4
+
+
+LAUGHS = "".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + LAUGHS  # 9**9 values in under 1 KB
+
+
+@pytest.mark.parametrize("text, problem", [
+    (BOMB + "home: demo\ndevices:\n  - {id: light.a, type: light, names: [조명], state: {power: *i}}\n",
+     "holds more than 100000 values once its YAML aliases"),
+    ("home: demo\nx: &x [*x]\ndevices: []\n", "alias refers to the value that contains it"),
+    ("home: demo\nx: &x 1\nxs: [" + ", ".join(["*x"] * 1001) + "]\ndevices: []\n", "more than 1000 YAML aliases"),
+    ("home: demo\ndevices: " + "[" * 50_000 + "]" * 50_000 + "\n", "nested more than 32 deep"),
+    ('{"home": "demo", "devices": ' + "[" * 50_000 + "]" * 50_000 + "}", "nested more than 32 deep"),
+    ("home: demo\ndevices:\n" + "".join("  " * i + "- \n" for i in range(1, 200)), "nested more than 32 deep"),
+])
+def test_hostile_files_are_refused_quickly_in_one_short_line(text, problem):
+    """A 1 KB alias bomb once took 135 s and 4 GB; a 50,000-deep file gave a traceback."""
+    assert len(BOMB) < 1024
+    with pytest.raises(HomeFileError) as err:
+        parse_home(text, "bomb.yaml")
+    message = str(err.value)
+    assert problem in message and "\n" not in message and len(message) < 400
+
+
+def test_a_long_bad_value_is_quoted_short():
+    """Every problem is one line of bounded length, whatever the value it quotes."""
+    text = DEMO.replace("brightness: 40", "brightness: [" + ", ".join(["매우 밝게"] * 20_000) + "]")
+    with pytest.raises(HomeFileError) as err:
+        parse_home(text, "home.yaml")
+    assert all(len(line) < 400 for line in str(err.value).splitlines())
+    assert "home.yaml:" in str(err.value) and "brightness" in str(err.value)
+
+
+def test_a_few_plain_aliases_still_work():
+    text = DEMO.replace("names: [안방 불, bedroom light]", "names: &bed [안방 불, bedroom light]") + \
+        "  - {id: light.bed2, type: light, names: [안방 스탠드], area: bedroom, state: {power: on}}\n"
+    home = parse_home(text, "home.yaml")
+    assert home.device("light.bedroom").names == ("안방 불", "bedroom light")
