@@ -28,7 +28,7 @@ demo: setup
 	$(BIN)/ondol home ask --store $(DEMO_STORE) "에어컨 켜줘"
 	$(BIN)/python -m ondol.demo $(DEMO)
 	$(BIN)/ondol generate $(DEMO) "거실 에어컨 24도로 맞춰줘" --max-tokens 24 --seed 0
-	@echo "the dashboard: make dashboard (http://127.0.0.1:8080)"
+	@echo "the dashboard: make dashboard (http://127.0.0.1:8080; it prints a one-time sign-in link, and keeps the key in .cache/demo-home.api-key)"
 
 dashboard: setup
 	$(BIN)/ondol home serve --store $(DEMO_STORE)

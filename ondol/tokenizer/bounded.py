@@ -64,6 +64,7 @@ class BoundedRenderer:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
         self._finalizer: weakref.finalize | None = None
+        self._pid = os.getpid()
 
     def render(self, template: str, name: str, messages: Sequence[Mapping[str, Any]], **variables: Any) -> str:
         """``render_chat_template(template, messages, **variables)`` under the budget; ``name`` says
@@ -104,6 +105,10 @@ class BoundedRenderer:
             self._stop()
 
     def _worker(self) -> subprocess.Popen:
+        if self._pid != os.getpid():  # a forked child: the worker and its pipes are the parent's, not ours
+            if self._finalizer is not None:
+                self._finalizer.detach()  # so this process's exit does not kill the parent's worker
+            self._proc, self._finalizer, self._pid = None, None, os.getpid()
         if self._proc is not None and self._proc.poll() is None:
             return self._proc
         env = dict(os.environ)

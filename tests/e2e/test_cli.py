@@ -140,9 +140,14 @@ def test_user_errors_give_a_message_and_exit_1(case, tiny_model_dir, tmp_path, c
 
 
 def test_prompt_longer_than_context(tiny_model_dir, capsys):
-    code, _, err = run(["generate", str(tiny_model_dir), "turn off all the bedroom lights " * 20, "--max-model-len", "16"],
+    # Over the context in tokens: counted after tokenizing.
+    code, _, err = run(["generate", str(tiny_model_dir), "turn off all the bedroom lights " * 2, "--max-model-len", "16"],
                        capsys)
     assert code == 1 and "the context holds 16" in err
+    # So long in characters that no tokenization could fit it: refused before tokenizing.
+    code, _, err = run(["generate", str(tiny_model_dir), "거실 불 꺼줘 " * 200, "--max-model-len", "16"], capsys)
+    assert code == 1 and "1600 characters, more than the 304 that can fit the context of 16 tokens" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_bad_flag_values(tiny_model_dir, capsys):

@@ -149,3 +149,19 @@ def test_no_text_is_fewer_tokens_than_its_characters_over_max_token_chars():
     for _ in range(300):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 400)))
         assert len(tok.encode(text, add_special_tokens=False)) * tok.max_token_chars >= len(text)
+
+
+def test_a_forked_child_gets_its_own_worker(renderer):
+    assert renderer.render("{{ 'parent' }}", "t", []) == "parent"
+    parent_worker = renderer._proc.pid
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child renders through a worker of its own, leaving the parent's pipes alone
+        try:
+            ok = renderer.render("{{ '자식' }}", "t", []) == "자식" and renderer._proc.pid != parent_worker
+            os.write(write, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1"
+    assert renderer.render("{{ 'parent again' }}", "t", []) == "parent again" and renderer._proc.pid == parent_worker
