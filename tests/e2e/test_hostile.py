@@ -247,6 +247,8 @@ def test_a_hostile_template_is_stopped_while_health_answers(template_model, temp
             health.append((httpx.get(f"{s.url}/health", timeout=10).status_code, time.monotonic() - start))
             time.sleep(0.05)
         thread.join()
+        print(f"\n{template[:30]!r}: refused in {result['seconds']:.2f} s; /health answered {len(health)} times, "
+              f"the slowest in {max(t for _, t in health) * 1000:.0f} ms")
         assert result["status"] == 400, result
         assert str(template_model) in result["message"]
         assert re.search(problem, result["message"]), result["message"]
