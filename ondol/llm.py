@@ -32,6 +32,7 @@ from ondol.engine.sampler import SamplingParams
 from ondol.errors import InvalidRequestError
 from ondol.loaders import load
 from ondol.tokenizer.bounded import TemplateBudget
+from ondol.tokenizer.chat import REASONING_FIELDS
 
 Prompt = str | Sequence[int]
 Message = dict[str, Any]
@@ -75,8 +76,11 @@ class LLM:
         self.max_model_len = max_model_len
         # No token stands for more than max_token_chars characters, so a text longer than this
         # cannot fit the context whatever it says: it is refused before tokenizing (which would
-        # cost seconds and gigabytes for a 30 MB prompt) and a template may write no more.
-        self.max_prompt_chars = max_model_len * self.tokenizer.max_token_chars
+        # cost seconds and gigabytes for a 30 MB prompt) and a template may write no more. A
+        # tokenizer that can merge characters (NFC, stripping) gets 8x slack: the bound is then a
+        # cap on work, not exact.
+        self._chars_per_token = self.tokenizer.max_token_chars * (8 if self.tokenizer.merges_characters else 1)
+        self.max_prompt_chars = max_model_len * self._chars_per_token
         self.tokenizer.template_budget = TemplateBudget(seconds=template_timeout, max_chars=self.max_prompt_chars)
         self.engine = Engine(self.model, self.tokenizer, EngineConfig(
             max_model_len, block_size, kv_cache_bytes, num_kv_blocks, max_num_seqs, max_num_batched_tokens,
@@ -101,8 +105,8 @@ class LLM:
         if chars > self.max_prompt_chars:
             raise InvalidRequestError(
                 f"{what} has {chars} characters, more than the {self.max_prompt_chars} that can fit the "
-                f"context of {self.max_model_len} tokens (no token of this model is longer than "
-                f"{self.tokenizer.max_token_chars} characters).")
+                f"context of {self.max_model_len} tokens (at most {self._chars_per_token} characters a token "
+                "for this model's tokenizer).")
 
     def chat_prompt(self, messages: list[Message], *, tools: list[dict] | None = None,
                     add_generation_prompt: bool = True, **template_kwargs: Any) -> list[int]:
@@ -152,8 +156,8 @@ def _text_chars(value: Any, depth: int = 0) -> int:
         return len(value)
     if depth > 64:  # request bodies are bounded in depth before they get here; this is a backstop
         raise InvalidRequestError("The conversation is nested too deeply.")
-    if isinstance(value, dict):
-        return sum(_text_chars(v, depth + 1) for v in value.values())
+    if isinstance(value, dict):  # reasoning of past turns is dropped by many templates: not counted
+        return sum(_text_chars(v, depth + 1) for k, v in value.items() if k not in REASONING_FIELDS)
     if isinstance(value, (list, tuple)):
         return sum(_text_chars(v, depth + 1) for v in value)
     return 0

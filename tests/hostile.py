@@ -7,7 +7,8 @@ broken JSON (invalid UTF-8, NaN, 1e400, lone surrogates), grammars that cannot b
 vocabulary, device commands with impossible targets and values (XSS, MQTT wildcards, path
 traversal, SQL), and paths that try to escape. ``probes(seed, n, ...)`` returns ``n`` of them, the
 same ones for the same seed; each says which statuses it may get (``expect``: None = any below 500)
-and whether it can reach the home (``reaches_home``: an /actions body that passes the gate).
+and whether it can reach the home (``reaches_home``: an /actions request that passes the gate, which
+the home answers and audits unless the body parser refuses it first).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class Probe:
     body: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
     expect: frozenset[int] | None = None  # statuses it may get; None: any below 500
-    reaches_home: bool = False  # its /actions body passes the gate and the parser
+    reaches_home: bool = False  # an /actions request past the gate: the home answers it, unless the parser refuses
 
 
 @dataclass(frozen=True)

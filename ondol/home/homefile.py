@@ -489,6 +489,8 @@ def parse_home(text: str, filename: str = "<string>", types: Mapping[str, Device
     except y.Bad as e:  # a malformed value deep inside something generic
         reader.bad(e.node, e.message)
         spec = None
+    except RecursionError:  # check_shape bounds depth, so this is a backstop
+        raise _error(filename, [(1, f"values are nested more than {y.MAX_DEPTH} deep")]) from None
     if reader.problems or spec is None:
         raise _error(filename, reader.problems or [(1, "not a valid home file")])
     return spec

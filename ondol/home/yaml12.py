@@ -117,6 +117,7 @@ def check_shape(root: yaml.Node) -> None:
     aliases are expanded, using more than MAX_ALIASES aliases, or with an alias inside its own
     anchor. Iterative, and linear in the nodes as written (each distinct node is measured once)."""
     size: dict[int, int] = {}  # id(node) -> values it expands to
+    height: dict[int, int] = {}  # id(node) -> levels it expands to (a scalar: 1)
     on_path: set[int] = set()
     aliases = 0
     stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
@@ -125,15 +126,19 @@ def check_shape(root: yaml.Node) -> None:
         key = id(node)
         if finished:
             on_path.discard(key)
-            size[key] = 1 + sum(size[id(c)] for c in children(node))
+            kids = children(node)
+            size[key] = 1 + sum(size[id(c)] for c in kids)
+            height[key] = 1 + max((height[id(c)] for c in kids), default=0)
             if size[key] > MAX_VALUES:
                 raise Bad(node, f"the file holds more than {MAX_VALUES} values once its YAML aliases are "
                                  "expanded; write the values out instead")
             continue
-        if key in size:  # a node seen before: this is an alias to it
+        if key in size:  # a node seen before: this is an alias to it, expanded here at this depth
             aliases += 1
             if aliases > MAX_ALIASES:
                 raise Bad(node, f"the file uses more than {MAX_ALIASES} YAML aliases")
+            if depth + height[key] - 1 > MAX_DEPTH:
+                raise Bad(node, f"values are nested more than {MAX_DEPTH} deep")
             continue
         if key in on_path:
             raise Bad(node, "a YAML alias refers to the value that contains it")

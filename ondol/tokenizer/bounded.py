@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import os
-import select
+import selectors
 import signal
 import subprocess
 import sys
@@ -37,6 +37,7 @@ from typing import Any
 from ondol.errors import ChatTemplateError, InvalidRequestError
 
 _READ_CHUNK = 1 << 16
+_START_SECONDS = 30.0  # a cold start on a slow device imports Jinja2 in about a second
 
 
 @dataclass(frozen=True)
@@ -68,19 +69,25 @@ class BoundedRenderer:
 
     def render(self, template: str, name: str, messages: Sequence[Mapping[str, Any]], **variables: Any) -> str:
         """``render_chat_template(template, messages, **variables)`` under the budget; ``name`` says
-        which template it is in errors ("the chat template of /models/solar")."""
+        which template it is in errors ("the chat template of /models/solar").
+
+        Messages and variables travel as JSON, as they do through the OpenAI API: they must be JSON
+        values (a tuple renders as a list, a dict's keys are strings)."""
         try:
             request = json.dumps({"template": template, "messages": list(messages), "variables": variables,
-                                  "max_chars": self.budget.max_chars}, ensure_ascii=False)
+                                  "max_chars": self.budget.max_chars}, ensure_ascii=False).encode() + b"\n"
+        except UnicodeEncodeError:
+            raise InvalidRequestError("A chat message holds a lone UTF-16 surrogate, which is not a character.") \
+                from None
         except (TypeError, ValueError) as err:
             raise InvalidRequestError(f"Chat messages and template variables must be JSON values: {err}.") from None
         with self._lock:
             proc = self._worker()
-            deadline = time.monotonic() + self.budget.seconds
+            deadline = time.monotonic() + self.budget.seconds  # from a ready worker: its start is not the template's
             try:
-                proc.stdin.write(request.encode() + b"\n")
+                proc.stdin.write(request)
                 proc.stdin.flush()
-                reply = self._read_line(proc, deadline)
+                reply = _read_line(proc, deadline)
             except TimeoutError:
                 self._stop()
                 raise ChatTemplateError(
@@ -91,6 +98,11 @@ class BoundedRenderer:
                 raise ChatTemplateError(
                     f"{_capital(name)} stopped its renderer (exit status {code}); it may have used more than "
                     f"{self.budget.memory_bytes >> 20} MiB.") from None
+            except BaseException:
+                # Interrupted mid-render (KeyboardInterrupt, MemoryError here): its reply may still
+                # come, and must not be read as the next render's, so this worker goes.
+                self._stop()
+                raise
         answer = json.loads(reply)
         if "text" in answer:
             return answer["text"]
@@ -109,8 +121,10 @@ class BoundedRenderer:
             if self._finalizer is not None:
                 self._finalizer.detach()  # so this process's exit does not kill the parent's worker
             self._proc, self._finalizer, self._pid = None, None, os.getpid()
-        if self._proc is not None and self._proc.poll() is None:
-            return self._proc
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                return self._proc
+            self._stop()  # died while idle (the OOM killer): close its pipes before starting anew
         env = dict(os.environ)
         # The worker imports ondol from where this process did (a source checkout or an install).
         root = str(Path(__file__).resolve().parents[2])
@@ -120,6 +134,14 @@ class BoundedRenderer:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, bufsize=0,
             start_new_session=True)  # a Ctrl-C in the terminal is the parent's to handle, not the worker's
         self._finalizer = weakref.finalize(self, _kill, self._proc)
+        try:
+            ready = _read_line(self._proc, time.monotonic() + _START_SECONDS)
+        except (TimeoutError, EOFError):
+            code = self._stop()
+            raise ChatTemplateError(f"The chat template renderer did not start (exit status {code}).") from None
+        if ready != b"ready\n":
+            self._stop()
+            raise ChatTemplateError("The chat template renderer did not start properly.")
         return self._proc
 
     def _stop(self) -> int | None:
@@ -129,22 +151,25 @@ class BoundedRenderer:
             self._finalizer = None
         return _kill(proc) if proc is not None else None
 
-    @staticmethod
-    def _read_line(proc: subprocess.Popen, deadline: float) -> bytes:
-        fd = proc.stdout.fileno()
-        buf = bytearray()
+
+def _read_line(proc: subprocess.Popen, deadline: float) -> bytes:
+    """One line from the worker by ``deadline`` (TimeoutError), or EOFError if it exits first.
+    poll-based, so any file descriptor number works (select() stops at 1024)."""
+    fd = proc.stdout.fileno()
+    buf = bytearray()
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
+            if not sel.select(left):
                 continue
             chunk = os.read(fd, _READ_CHUNK)
             if not chunk:
                 raise EOFError
             buf += chunk
-            if chunk.endswith(b"\n"):  # one reply per request, and the worker writes nothing else
+            if chunk.endswith(b"\n"):  # one line per reply, and the worker writes nothing else
                 return bytes(buf)
 
 

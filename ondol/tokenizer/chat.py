@@ -24,7 +24,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from ondol.errors import ChatTemplateError, InvalidRequestError
 
 # Names a message's reasoning may come under; transformers copies it to all, as templates differ.
-_REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
+REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
@@ -100,7 +100,7 @@ def _prepare(message: Any) -> dict:
     # As transformers 5 does: a None value (OpenAI's "content": null) means the key is absent, and
     # reasoning is offered under every name a template may read it by.
     message = {key: value for key, value in message.items() if value is not None}
-    reasoning = next((message[key] for key in _REASONING_FIELDS if key in message), None)
+    reasoning = next((message[key] for key in REASONING_FIELDS if key in message), None)
     if reasoning is not None:
         message = {"thinking": reasoning, **message, "reasoning_content": reasoning}
     return message
@@ -152,7 +152,7 @@ def render_chat_template(
         raise ChatTemplateError(f"The chat template tried an operation the sandbox forbids ({err}).") from err
     except TemplateError as err:
         raise ChatTemplateError(f"The chat template failed to render: {err}.") from err
-    except (TypeError, ValueError, LookupError, ArithmeticError, RecursionError) as err:
+    except (TypeError, ValueError, LookupError, ArithmeticError, RecursionError, RuntimeError, AssertionError) as err:
         # Template code is data, not ondol: its runtime errors (e.g. adding a list to a string
         # because the request's content was not what the template expects) are the user's.
         raise ChatTemplateError(f"The chat template failed to render: {type(err).__name__}: {err}.") from err

@@ -2,8 +2,8 @@
 
 Arguments: the address-space limit in bytes and the parent's pid. It reads one JSON request per
 line from stdin ({"template", "messages", "variables", "max_chars"}) and writes one JSON reply per
-line to stdout: {"text": ...} or {"error": ..., "kind": "request" | "template"}. It writes nothing
-else to stdout, and exits when stdin closes or its parent goes away (a parent killed with SIGKILL
+line to stdout: {"text": ...} or {"error": ..., "kind": "request" | "template"}, after a first
+line "ready" once its imports are done. It writes nothing else to stdout, and exits when stdin closes or its parent goes away (a parent killed with SIGKILL
 cannot close the pipe in time to matter, so a watchdog also checks the parent's pid).
 """
 
@@ -37,6 +37,8 @@ def _answer(line: bytes) -> dict:
         return {"error": str(err), "kind": "template"}
     except MemoryError:
         return {"error": "The chat template used more memory than its renderer may have.", "kind": "template"}
+    except Exception as err:  # noqa: BLE001 - template code is the model's: any failure is its error, not ours
+        return {"error": f"The chat template failed to render: {type(err).__name__}: {err}.", "kind": "template"}
     return {"text": text}
 
 
@@ -44,6 +46,8 @@ def main(memory_bytes: int, parent: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    stdout.write(b"ready\n")  # imports done: the parent starts a render's clock only now
+    stdout.flush()
     for line in stdin:
         try:
             reply = json.dumps(_answer(line), ensure_ascii=False).encode()

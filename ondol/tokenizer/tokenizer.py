@@ -171,11 +171,23 @@ class Tokenizer:
     @functools.cached_property
     def max_token_chars(self) -> int:
         """The most characters any one token stands for (as the vocabulary spells it: byte-level
-        vocabularies spell each byte as one character, so this bounds real characters too). A text
-        of C characters is at least C / max_token_chars tokens, which lets a prompt too long for the
-        context be refused before it is tokenized."""
+        vocabularies spell each byte as one character, so this bounds real characters too). Unless
+        ``merges_characters``, a text of C characters is at least C / max_token_chars tokens, which
+        lets a prompt too long for the context be refused before it is tokenized."""
         vocab = self._backend.get_vocab(with_added_tokens=True)
         return max(1, max((len(token) for token in vocab), default=1))
+
+    @functools.cached_property
+    def merges_characters(self) -> bool:
+        """Whether tokenizing can make text shorter before the vocabulary sees it, or cover a run
+        of characters with one token of fewer characters: a composing or stripping normalizer (NFC,
+        NFKC, Strip, BERT's), a pre-tokenizer that drops what it splits on (Whitespace), or
+        unknown characters fused into one unknown token. Llama's tokenizers do none of these."""
+        model = self._backend.model
+        if type(model).__name__ != "BPE" or (model.fuse_unk and not model.byte_fallback):
+            return True
+        return not (_only(self._backend.normalizer, "normalizers", _safe_normalizer)
+                    and _only(self._backend.pre_tokenizer, "pretokenizers", _safe_pre_tokenizer))
 
     def template_for(self, tools: bool) -> str | None:
         """The chat template a conversation with (or without) tools is rendered with."""
@@ -202,6 +214,30 @@ class Tokenizer:
             return frozenset()
         vocab = self._backend.get_vocab(with_added_tokens=False)
         return frozenset(i for token, i in vocab.items() if _BYTE_TOKEN.fullmatch(token))
+
+
+def _safe_normalizer(config: dict) -> bool:
+    kind = config.get("type")
+    if kind == "Replace":  # a longer pattern replaced by shorter content shrinks the text
+        pattern = config.get("pattern") or {}
+        return "String" in pattern and len(config.get("content", "")) >= len(pattern["String"])
+    return kind in ("Prepend", "Lowercase", "NFD", "NFKD", "Append")
+
+
+def _safe_pre_tokenizer(config: dict) -> bool:
+    kind = config.get("type")
+    if kind in ("Split", "Punctuation", "Digits"):
+        return str(config.get("behavior", "Isolated")).lower() != "removed"
+    return kind in ("ByteLevel", "Metaspace", "UnicodeScripts")
+
+
+def _only(component: Any, children: str, safe: Any) -> bool:
+    """Whether a normalizer or pre-tokenizer (None, one, or a Sequence) keeps every character."""
+    if component is None:
+        return True
+    config = json.loads(component.__getstate__())
+    parts = config.get(children) if config.get("type") == "Sequence" else [config]
+    return all(safe(part) for part in parts or ())
 
 
 def _decoder_types(config: dict) -> set[str]:

@@ -88,8 +88,18 @@ def _check(outcomes, home: Home, seq_before: int, only_writer: bool) -> None:
     assert wrong == []
     # Every command that reached the home has its audit row, refused ones included, and nothing
     # else wrote one (a request the gate or the parser refused changed nothing).
-    reached = [(status, payload) for p, status, payload in outcomes
-               if p.reaches_home and payload is not None and "seq" in payload and "results" in payload]
+    reached = []
+    for p, status, payload in outcomes:
+        if not p.reaches_home:
+            continue
+        # Either the home answered (it audits every command it sees) or the body parser refused the
+        # request before it reached the home; nothing in between, such as a refusal with no row.
+        if payload is not None and "seq" in payload and "results" in payload:
+            reached.append((status, payload))
+        else:
+            error = (payload or {}).get("error")
+            assert status == 400 and isinstance(error, dict), (p.body[:200], status, payload)
+            assert error["message"].startswith(("Invalid request", "The request body")), error
     seqs = sorted(payload["seq"] for _, payload in reached)
     assert len(reached) >= 100 and len(set(seqs)) == len(seqs) and seqs[0] > seq_before
     if only_writer:

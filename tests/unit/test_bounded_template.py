@@ -18,7 +18,7 @@ from ondol.errors import ChatTemplateError, InvalidRequestError
 from ondol.tokenizer import Tokenizer, render_chat_template
 from ondol.tokenizer.bounded import BoundedRenderer, TemplateBudget
 from tests.model_fixtures import LLAMA3_TEMPLATE
-from tests.tokenizer_fixtures import byte_level_bpe
+from tests.tokenizer_fixtures import byte_level_bpe, spm_bpe
 
 LOOP = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
 HUGE = "{{ 'a' * 100000000 }}"
@@ -68,10 +68,68 @@ def test_a_template_that_writes_too_much_is_refused(renderer):
         big.close()
 
 
-def test_a_template_that_allocates_without_bound_fails_in_the_worker(renderer):
-    with pytest.raises(ChatTemplateError, match="(more memory|stopped its renderer)"):
-        renderer.render("{{ 'a' * 10000000000 }}", "the chat template of t", [])
-    assert renderer.render("{{ 'ok' }}", "t", []) == "ok"
+def test_a_template_that_allocates_without_bound_fails_in_the_worker():
+    small = BoundedRenderer(TemplateBudget(seconds=5.0, memory_bytes=128 << 20))
+    try:
+        with pytest.raises(ChatTemplateError, match="(more memory|stopped its renderer)"):
+            small.render("{{ 'a' * 300000000 }}", "the chat template of t", [])  # 300 MB under a 128 MiB cap
+        assert small.render("{{ 'ok' }}", "t", []) == "ok"
+    finally:
+        small.close()
+
+
+def test_runtime_failures_of_template_code_are_template_errors(renderer):
+    worker = None
+    for template, kind in (("{{ cycler().next() }}", "RuntimeError"), ("{{ 'abc' | truncate(-5) }}", "AssertionError")):
+        with pytest.raises(ChatTemplateError, match=f"^The chat template of m failed to render: {kind}"):
+            renderer.render(template, "the chat template of m", [])
+        with pytest.raises(ChatTemplateError, match=f"failed to render: {kind}"):
+            render_chat_template(template, [])  # the in-process reference says the same
+        assert worker is None or renderer._proc.pid == worker  # the worker lived through it
+        worker = renderer._proc.pid
+
+
+def test_an_interrupted_render_never_answers_the_next_one(renderer, monkeypatch):
+    """A render interrupted while its reply is on the way (KeyboardInterrupt in a notebook): the
+    worker is replaced, so the next render gets its own answer, not the old one."""
+    import ondol.tokenizer.bounded as bounded
+
+    real = bounded._read_line
+    calls = []
+
+    def interrupted(proc, deadline):
+        calls.append(1)
+        if len(calls) == 1:
+            time.sleep(0.3)  # the worker writes its reply meanwhile
+            raise KeyboardInterrupt
+        return real(proc, deadline)
+
+    renderer.render("{{ 'warm' }}", "t", [])
+    monkeypatch.setattr(bounded, "_read_line", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        renderer.render("{{ 'FIRST' }}", "t", [])
+    monkeypatch.setattr(bounded, "_read_line", real)
+    assert renderer.render("{{ 'SECOND' }}", "t", []) == "SECOND"
+
+
+def test_the_budget_does_not_count_the_worker_start():
+    """A short budget still renders: the clock starts once the worker is ready, not at its start."""
+    quick = BoundedRenderer(TemplateBudget(seconds=0.05))
+    try:
+        for _ in range(3):
+            assert quick.render("{{ messages[0].content }}", "t", [{"role": "user", "content": "거실"}]) == "거실"
+            quick._stop()  # every render pays a fresh start
+    finally:
+        quick.close()
+
+
+def test_a_worker_that_died_while_idle_is_replaced(renderer):
+    renderer.render("{{ 1 }}", "t", [])
+    old = renderer._proc
+    old.kill()
+    old.wait()
+    assert renderer.render("{{ 2 }}", "t", []) == "2"
+    assert renderer._proc is not old and old.stdin.closed and old.stdout.closed
 
 
 def test_template_errors_keep_their_meaning_and_name_the_template(renderer):
@@ -140,15 +198,45 @@ def test_a_tokenizer_names_its_model_in_template_errors():
         tok.apply_chat_template(CONVERSATION, tools=[{"type": "function", "function": {"name": "f"}}])
 
 
-def test_no_text_is_fewer_tokens_than_its_characters_over_max_token_chars():
+def _tokenizer(backend) -> Tokenizer:
+    return Tokenizer(backend, bos_token=None, eos_token=None, eos_token_ids=(), chat_template=None)
+
+
+@pytest.mark.parametrize("make", [byte_level_bpe, spm_bpe], ids=["byte-level", "sentencepiece"])
+def test_no_text_is_fewer_tokens_than_its_characters_over_max_token_chars(make):
     """The bound LLM uses to refuse a prompt before tokenizing it: C characters are at least
-    C / max_token_chars tokens, for any text (Korean, emoji, long runs of spaces, added tokens)."""
-    tok = Tokenizer(byte_level_bpe(), bos_token=None, eos_token=None, eos_token_ids=(), chat_template=None)
+    C / max_token_chars tokens, for any text, including the worst case (the longest tokens, one
+    after another), Korean, emoji, runs of spaces and added tokens."""
+    tok = _tokenizer(make())
+    assert not tok.merges_characters
+    vocab = tok._backend.get_vocab(with_added_tokens=True)
+    longest = sorted(vocab, key=len, reverse=True)[:20]
+    decoded = [tok.decode([vocab[t]], skip_special_tokens=False) for t in longest]
     rng = random.Random(16)
-    alphabet = list("거실에어컨침실조명 abcdefghij0123456789\n\t🌡️!?") + ["    ", "the ", "에어컨 "]
-    for _ in range(300):
-        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 400)))
-        assert len(tok.encode(text, add_special_tokens=False)) * tok.max_token_chars >= len(text)
+    alphabet = list("거실에어컨침실조명 abcdefghij0123456789\n\t🌡️!?") + ["    ", "the ", "에어컨 "] + decoded
+    texts = [d * 50 for d in decoded] + ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 400)))
+                                         for _ in range(300)]
+    worst = 0.0
+    for text in texts:
+        tokens = len(tok.encode(text, add_special_tokens=False))
+        assert tokens * tok.max_token_chars >= len(text), (text[:40], tokens)
+        worst = max(worst, len(text) / max(tokens, 1))
+    assert worst > 2  # the worst-case texts do come near the bound
+
+
+def test_tokenizers_that_merge_characters_are_known():
+    """NFC composes two characters into one and Whitespace drops spaces: for such tokenizers
+    max_token_chars is no bound, and LLM gives it slack."""
+    from tokenizers import normalizers, pre_tokenizers
+
+    composed = byte_level_bpe()
+    composed.normalizer = normalizers.NFC()
+    spaces = byte_level_bpe()
+    spaces.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(), pre_tokenizers.ByteLevel()])
+    for backend in (composed, spaces):
+        assert _tokenizer(backend).merges_characters
+    assert len(composed.normalizer.normalize_str("e\u0301" * 100)) == 100  # 200 characters became 100
+    assert not _tokenizer(byte_level_bpe()).merges_characters
 
 
 def test_a_forked_child_gets_its_own_worker(renderer):

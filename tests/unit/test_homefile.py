@@ -292,3 +292,16 @@ def test_a_few_plain_aliases_still_work():
         "  - {id: light.bed2, type: light, names: [안방 스탠드], area: bedroom, state: {power: on}}\n"
     home = parse_home(text, "home.yaml")
     assert home.device("light.bedroom").names == ("안방 불", "bedroom light")
+
+
+def test_depth_reached_through_aliases_is_bounded():
+    """An anchor first met shallow, then aliased deep: the expanded depth is what counts."""
+    nest = "[" * 25 + "x" + "]" * 25
+    text = (f"home: demo\ndefs: &a {nest}\ndeep: {'[' * 25}*a{']' * 25}\nshallow: *a\n"
+            "devices: []\n")
+    with pytest.raises(HomeFileError, match="nested more than 32 deep"):
+        parse_home(text, "deep.yaml")
+    chain = "home: demo\n" + "".join(f"a{i}: &a{i} [[[[[[[[[[*a{i - 1}]]]]]]]]]]\n" if i else "a0: &a0 x\n"
+                                     for i in range(60)) + "devices: []\n"
+    with pytest.raises(HomeFileError, match="nested more than 32 deep"):
+        parse_home(chain, "chain.yaml")
