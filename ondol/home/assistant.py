@@ -109,11 +109,12 @@ class Assistant:
             except HomeError as e:
                 return AssistantResult(text, lang, "refused", replies.refuse(str(e), None, lang), calls=raw,
                                        reason=str(e))
-        requests = [{"action": a["action"], "target": {"device": a["device"]}, "params": a["params"]} for a in actions]
+        # Resolved once, here: the home takes these device actions as they are (the shape --json
+        # prints and POST /actions takes), without resolving names again.
         if dry_run:
-            result = self.home.check(requests)
+            result = self.home.check(actions)
         else:
-            result = self.home.apply(requests, source=source, utterance=text)
+            result = self.home.apply(actions, source=source, utterance=text)
         if not result.ok:
             failed = next((r for r in result.results if not r["ok"] and "another part" not in (r["error"] or "")),
                           result.results[0])

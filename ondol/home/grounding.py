@@ -23,7 +23,7 @@ from dataclasses import replace
 
 from ondol.home.homefile import HomeSpec
 from ondol.home.intent import ASK, Call
-from ondol.home.korean import number_words_to_digits
+from ondol.home.korean import number_words_to_digits, signed_numbers
 from ondol.home.names import normalize
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
@@ -55,7 +55,7 @@ def ground(calls: list[Call], utterance: str, spec: HomeSpec) -> list[Call]:
 
 
 def _ground_number(calls: list[Call], utterance: str, names: Sequence[str]) -> list[Call]:
-    text = number_words_to_digits(utterance)
+    text = signed_numbers(number_words_to_digits(utterance))  # "영하 20" is -20, as the model wrote it
     for name in sorted(names, key=len, reverse=True):  # "2층 침실", "조명 1": numbers that are names
         text = re.sub(re.escape(name), " ", text, flags=re.IGNORECASE)
     numbers = [float(x) for x in _NUMBER.findall(text)]

@@ -3,15 +3,21 @@
     home = Home.load("examples/demo-home.yaml")                 # state in SQLite next to your data
     home.apply([{"action": "set_temperature", "target": {"device": "거실 에어컨"},
                  "params": {"delta": 2}}])                      # "2도 올려"
+    home.apply([{"action": "turn_off", "device": "light.living_main"}])   # resolved: a device id
     home.query({"area": "거실", "kind": "조명"})
     home.tools()                                                # schemas for a model's tool calls
 
-``apply`` is the only writer, and one command at a time: it resolves every target, validates every
-action against its device type's schemas (later actions in a command see the earlier ones'
-effect), sends the changes through the driver, and commits the new states and one audit row in one
-transaction. A command is all or nothing: if any part is invalid, or any device does not
-acknowledge, no state changes (devices that did take a change are sent their old values back), and
-the audit row says why. Refused commands are audited too.
+An action comes in one of two forms: resolved, ``{"action", "device": id, "params"}`` (what the
+assistant produces, ``ondol home ask --json`` prints and ``POST /actions`` takes), or, at the edge,
+with a ``"target"`` of names (``{"device": "거실 에어컨"}``, ``{"area": "거실", "kind": "조명"}``)
+that ``apply`` resolves.
+
+``apply`` is the only writer, and one command at a time: it resolves every target given by names,
+validates every action against its device type's schemas (later actions in a command see the
+earlier ones' effect), sends the changes through the driver, and commits the new states and one
+audit row in one transaction. A command is all or nothing: if any part is invalid, or any device
+does not acknowledge, no state changes (devices that did take a change are sent their old values
+back), and the audit row says why. Refused commands are audited too.
 """
 
 from __future__ import annotations
@@ -167,9 +173,14 @@ class Home:
         for n, action in enumerate(actions):
             try:
                 name, target, params = _parts(action)
-                ids = self.names.resolve(target)
-                if "kind" not in target and "device" not in target:  # a whole area: what supports it
-                    ids = [i for i in ids if name in self.types[i].actions] or ids
+                if isinstance(target, str):  # resolved: a device id, taken as it is
+                    if target not in self._states:
+                        raise HomeError(f"No device has the id {target!r}.")
+                    ids = [target]
+                else:
+                    ids = self.names.resolve(target)
+                    if "kind" not in target and "device" not in target:  # a whole area: what supports it
+                        ids = [i for i in ids if name in self.types[i].actions] or ids
             except HomeError as e:
                 results.append({"action": n, "ok": False, "changed": {}, "error": str(e)})
                 continue
@@ -212,17 +223,29 @@ class Home:
         self.close()
 
 
-def _parts(action: Any) -> tuple[str, Mapping[str, Any], Mapping[str, Any] | None]:
+def _parts(action: Any) -> tuple[str, str | Mapping[str, Any], Mapping[str, Any] | None]:
+    """(action name, device id or target, params) of one action in either of its forms."""
     if not isinstance(action, Mapping):
-        raise HomeError(f"An action is an object with \"action\", \"target\" and \"params\", not {action!r}.")
-    unknown = set(action) - {"action", "target", "params"}
+        raise HomeError(f"An action is an object with \"action\", \"device\" and \"params\", not {action!r}.")
+    fields = set(action)
+    unknown = fields - {"action", "device", "target", "params"}
     if unknown:
-        raise HomeError(f"An action has no field {', '.join(sorted(unknown))}; it takes action, target and params.")
-    name, target, params = action.get("action"), action.get("target"), action.get("params")
+        raise HomeError(f"An action has no field {', '.join(sorted(map(str, unknown)))}; it takes action, device "
+                        "(or target) and params.")
+    name, params = action.get("action"), action.get("params")
     if not isinstance(name, str):
         raise HomeError("An action needs \"action\": the name of what to do, such as \"turn_on\".")
-    if not isinstance(target, Mapping):
-        raise HomeError("An action needs \"target\": {\"device\": ...}, {\"area\": ..., \"kind\": ...} or {\"kind\": ...}.")
+    if {"device", "target"} <= fields:
+        raise HomeError("An action names its device by \"device\" (an id) or by \"target\" (names), not both.")
+    if "device" in fields:
+        target = action["device"]
+        if not isinstance(target, str):
+            raise HomeError("An action's \"device\" is a device id, such as \"ac.living\".")
+    else:
+        target = action.get("target")
+        if not isinstance(target, Mapping):
+            raise HomeError("An action needs \"device\" (an id) or \"target\": {\"device\": ...}, "
+                            "{\"area\": ..., \"kind\": ...} or {\"kind\": ...}.")
     bad = _not_finite(params)
     if bad is not None:
         raise HomeError(f"{bad} is not a finite number; a device takes only numbers it can reach.")

@@ -145,6 +145,15 @@ def _en_number(m: re.Match[str]) -> str:
     return f"{'-' if m.group(1) else ''}{total}"
 
 
+_SIGN_WORD = re.compile(r"(?:(?<![가-힣])(?:영하|마이너스)|\b(?:minus|negative)) ?(?=\d)", re.IGNORECASE)
+
+
+def signed_numbers(text: str) -> str:
+    """Sign words before digits as a minus sign: "영하 20도" -> "-20도", "minus 5" -> "-5" (for
+    reading the numbers a person said; number words are ``number_words_to_digits``'s)."""
+    return _SIGN_WORD.sub("-", text)
+
+
 def number_words_to_digits(text: str) -> str:
     """Sino-Korean and English number words as digits: "이십사 도로" -> "24 도로", "영하 이십" ->
     "-20", "twenty-four degrees" -> "24 degrees". Native Korean counting words ("한 번") and lone
@@ -153,4 +162,4 @@ def number_words_to_digits(text: str) -> str:
     return _EN_NUMBER.sub(_en_number, text)
 
 
-__all__ = ["english_number", "number_words_to_digits", "has_hangul", "is_hangul", "josa", "native_korean", "sino_korean"]
+__all__ = ["english_number", "number_words_to_digits", "signed_numbers", "has_hangul", "is_hangul", "josa", "native_korean", "sino_korean"]

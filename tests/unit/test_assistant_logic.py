@@ -191,6 +191,12 @@ def test_grounding_prefers_what_was_said_verbatim():
     assert ground(parse_calls("set_volume ( tv ) delta=-10"), "TV 볼륨 5 줄여", spec)[0].params == {"delta": -5}
     assert ground(parse_calls("set_temperature ( 냉장고 ) compartment=freezer,temperature=-18"),
                   "냉동실 영하 이십 도로", spec)[0].params["temperature"] == -20
+    # a sign said in words before digits keeps its sign (it was dropped: -20 became 20, refused)
+    for text in ("냉동실 영하 20도로 맞춰줘", "냉동실 마이너스 20도", "set the freezer to minus 20"):
+        assert ground(parse_calls("set_temperature ( 냉장고 ) compartment=freezer,temperature=-18"),
+                      text, spec)[0].params["temperature"] == -20, text
+        assert ground(parse_calls("set_temperature ( 냉장고 ) compartment=freezer,temperature=-20"),
+                      text, spec)[0].params["temperature"] == -20, text
     # left alone: the phrase was said; no number; two numbers; a number that is part of a name
     for calls, text in [("turn_off ( * 거실 불 )", "거실 불 다 꺼"), ("set_temperature ( 에어컨 ) delta=-1", "조금 더 시원하게"),
                         ("set_volume ( tv ) delta=-10", "TV 소리 좀 줄여"),

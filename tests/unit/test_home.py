@@ -232,3 +232,18 @@ def test_non_finite_numbers_are_refused_and_audited(home):
         assert row.seq == r.seq == seq + 1 and row.utterance == "거실 에어컨 무한대로"
         assert row.actions[0]["params"]["temperature"] == str(value) and not row.results[0]["ok"]
     assert home.state("ac.living") == before
+
+
+def test_resolved_actions_are_the_one_shape_the_assistant_prints_and_apply_takes(home):
+    """{"action", "device": id, "params"}: taken by id, never re-resolved by names; the target form
+    still works at the edge; the two cannot be mixed in one action."""
+    r = home.apply([{"action": "set_temperature", "device": "ac.living", "params": {"temperature": 23}}])
+    assert r.ok and home.state("ac.living")["target_temperature"] == 23
+    assert home.store.audit(home.id, limit=1)[0].actions == [
+        {"action": "set_temperature", "device": "ac.living", "params": {"temperature": 23}}]
+    for bad, problem in [({"action": "turn_on", "device": "거실 에어컨"}, "No device has the id"),
+                         ({"action": "turn_on", "device": "ac.living", "target": {"device": "ac.living"}}, "not both"),
+                         ({"action": "turn_on", "device": ["ac.living"]}, "is a device id")]:
+        r = home.apply([bad])
+        assert not r.ok and problem in r.error, r.error
+    assert home.apply([{"action": "turn_off", "target": {"device": "거실 에어컨"}}]).ok

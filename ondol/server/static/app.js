@@ -173,7 +173,7 @@ function controlFor(device) {
     : device.type === "cover" ? (s.position > 0 ? "close" : "open")
     : device.actions.includes("turn_on") && s.power !== undefined ? (s.power === "on" ? "turn_off" : "turn_on")
     : null;
-  return action && { label: WORDS[app.lang][action], actions: [{ action, target: { device: device.id } }] };
+  return action && { label: WORDS[app.lang][action], actions: [{ action, device: device.id }] };
 }
 
 $("#rooms").addEventListener("click", async (e) => {
@@ -276,7 +276,7 @@ async function refreshAudit() {
   const time = new Intl.DateTimeFormat(app.lang === "ko" ? "ko-KR" : "en-GB",
                                        { hour: "2-digit", minute: "2-digit", second: "2-digit" });
   $("#audit").innerHTML = rows.length ? rows.map((r) => {
-    const what = r.utterance || r.actions.map((a) => `${a.action} ${Object.values(a.target || {}).join(" ")}`).join(", ");
+    const what = r.utterance || r.actions.map((a) => `${a.action} ${a.device || Object.values(a.target || {}).join(" ")}`).join(", ");
     return `<li class="${r.ok ? "ok" : "refused"}" data-seq="${r.seq}">
       <time datetime="${esc(r.time)}">${esc(time.format(new Date(r.time)))}</time>
       <span class="source">${esc(r.source)}</span>
