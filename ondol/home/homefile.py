@@ -40,11 +40,11 @@ import yaml
 from ondol.home import yaml12 as y
 from ondol.home.errors import HomeFileError
 from ondol.home.names import normalize
+from ondol.home.vocab import LANGUAGES
 
 if TYPE_CHECKING:
     from ondol.home.devices import DeviceType
 
-LANGUAGES = ("ko", "en")
 # ids end up in URLs (/v1/homes/{home}/...), MQTT topics (ondol/<home>/<device>/set) and SQL rows:
 # a small ASCII alphabet with no '/', '+', '#' or spaces keeps them safe everywhere.
 HOME_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}\Z")

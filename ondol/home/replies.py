@@ -12,11 +12,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ondol.home.homefile import DeviceSpec, HomeSpec
+from ondol.home.intent import COLORS
 from ondol.home.korean import has_hangul, josa
+from ondol.home.vocab import vocabulary
 
-COLOR_NAMES = {"#FF0000": ("빨간색", "red"), "#FFA500": ("주황색", "orange"), "#FFFF00": ("노란색", "yellow"),
-               "#00FF00": ("초록색", "green"), "#0000FF": ("파란색", "blue"), "#800080": ("보라색", "purple"),
-               "#FFC0CB": ("분홍색", "pink"), "#FFFFFF": ("흰색", "white")}
+# colour hex (what a device stores) -> (Korean word, English word), from the vocabulary files
+COLOR_NAMES = {hex_: (vocabulary("ko").color_word(name), vocabulary("en").color_word(name))
+               for name, hex_ in COLORS.items()}
 
 # Per action: (Korean "을/를 ... 했어요" predicate, English "… <device>" verb)
 _DONE = {

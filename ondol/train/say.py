@@ -10,7 +10,9 @@ from typing import Any
 
 from ondol.home.devices import device_type
 from ondol.home.homefile import DeviceSpec
+from ondol.home.intent import COLORS as INTENT_COLORS
 from ondol.home.korean import josa
+from ondol.home.vocab import vocabulary
 from ondol.train.phrasing import en_number, en_the, en_wrap, ko_number, ko_object, ko_verb, squash, typo
 
 __all__ = ["action", "area_question", "chitchat", "every_target", "implied_temperature", "join", "out_of_range",
@@ -41,10 +43,8 @@ CYCLES = {"normal": (["표준"], ["normal", "standard"]), "quick": (["쾌속", "
           "rinse_spin": (["헹굼탈수", "헹굼+탈수"], ["rinse and spin"]), "spin": (["탈수"], ["spin"]),
           "eco": (["절약", "에코"], ["eco"]), "towels": (["수건"], ["towels"]), "air_dry": (["자연건조", "에어드라이"], ["air dry"]),
           "intensive": (["강력", "불림"], ["intensive"]), "rinse": (["헹굼"], ["rinse"])}
-COLORS = {"red": (["빨간색", "빨강", "레드"], ["red"]), "orange": (["주황색", "오렌지색"], ["orange"]),
-          "yellow": (["노란색", "노랑"], ["yellow"]), "green": (["초록색", "녹색"], ["green"]),
-          "blue": (["파란색", "파랑", "블루"], ["blue"]), "purple": (["보라색"], ["purple"]),
-          "pink": (["분홍색", "핑크"], ["pink"]), "white": (["흰색", "하얀색"], ["white"])}
+# colour name -> (Korean words, English words): the vocabulary files' words, in their order
+COLORS = {name: (list(vocabulary("ko").colors[name]), list(vocabulary("en").colors[name])) for name in INTENT_COLORS}
 INPUTS_TV = {"hdmi1": (["HDMI1", "HDMI 1"], ["HDMI 1", "HDMI1"]), "hdmi2": (["HDMI2", "HDMI 2"], ["HDMI 2"]),
              "hdmi3": (["HDMI3"], ["HDMI 3"]), "usb": (["USB"], ["USB"]), "tv": (["TV", "방송"], ["TV", "antenna"])}
 INPUTS_SPEAKER = {"bluetooth": (["블루투스"], ["bluetooth"]), "wifi": (["와이파이"], ["wifi", "wi-fi"]),
