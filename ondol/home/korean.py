@@ -100,13 +100,17 @@ def english_number(n: int) -> str:
 # rule reads them exactly, where a small model would have to learn Korean numerals from examples.
 import re  # noqa: E402
 
+from ondol.home.vocab import vocabulary  # noqa: E402
+
 _SINO = {"영": 0, "공": 0, "일": 1, "이": 2, "삼": 3, "사": 4, "오": 5, "육": 6, "칠": 7, "팔": 8, "구": 9}
 _SINO_UNITS = {"십": 10, "백": 100, "천": 1000}
-_KO_NUMBER = re.compile(r"(?<![가-힣])(마이너스 ?|영하 ?)?([영공일이삼사오육칠팔구십백천]+)(?:점([영공일이삼사오육칠팔구]))?"
+_KO_MINUS = "|".join(map(re.escape, vocabulary("ko").minus))  # 영하|마이너스, from ondol/home/vocab/ko.yaml
+_EN_MINUS = "|".join(map(re.escape, vocabulary("en").minus))
+_KO_NUMBER = re.compile(rf"(?<![가-힣])((?:{_KO_MINUS}) ?)?([영공일이삼사오육칠팔구십백천]+)(?:점([영공일이삼사오육칠팔구]))?"
                         r"(?= ?(도|퍼센트|프로|%|번|단|분|으로|로|까지|에|$|\s))")
 _EN_WORDS = {w: i for i, w in enumerate(_ONES)} | {w: 10 * i for i, w in enumerate(_TENS) if w}
 _EN_WORD = "(?:" + "|".join(sorted(_EN_WORDS, key=len, reverse=True)) + "|hundred)"
-_EN_NUMBER = re.compile(rf"\b(minus )?({_EN_WORD}(?:[ -]{_EN_WORD})*)\b")
+_EN_NUMBER = re.compile(rf"\b((?:{_EN_MINUS}) )?({_EN_WORD}(?:[ -]{_EN_WORD})*)\b")
 
 
 def _sino_value(word: str) -> int | None:
@@ -145,7 +149,7 @@ def _en_number(m: re.Match[str]) -> str:
     return f"{'-' if m.group(1) else ''}{total}"
 
 
-_SIGN_WORD = re.compile(r"(?:(?<![가-힣])(?:영하|마이너스)|\b(?:minus|negative)) ?(?=\d)", re.IGNORECASE)
+_SIGN_WORD = re.compile(rf"(?:(?<![가-힣])(?:{_KO_MINUS})|\b(?:{_EN_MINUS})) ?(?=\d)", re.IGNORECASE)
 
 
 def signed_numbers(text: str) -> str:

@@ -23,10 +23,12 @@ _FOLDER = Path(__file__).with_name("vocab")
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """The words of one language. ``colors``: colour name ("red") -> words ("빨간색", "빨강")."""
+    """The words of one language. ``colors``: colour name ("red") -> words ("빨간색", "빨강");
+    ``minus``: the words that make the number after them negative ("영하", "minus")."""
 
     language: str
     colors: Mapping[str, tuple[str, ...]]
+    minus: tuple[str, ...]
 
     def color_word(self, name: str) -> str:
         """The word replies use for a colour."""
@@ -41,7 +43,7 @@ def vocabulary(language: str) -> Vocabulary:
     colors = {str(name): tuple(str(w) for w in words) for name, words in data["colors"].items()}
     if any(not words for words in colors.values()):
         raise ValueError(f"vocab/{language}.yaml: every colour needs at least one word.")
-    return Vocabulary(language, MappingProxyType(colors))
+    return Vocabulary(language, MappingProxyType(colors), tuple(str(w) for w in data["minus"]))
 
 
 __all__ = ["LANGUAGES", "Vocabulary", "vocabulary"]

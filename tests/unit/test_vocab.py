@@ -28,3 +28,13 @@ def test_the_generator_and_the_replies_use_the_vocabulary():
 def test_an_unknown_language_is_a_clear_error():
     with pytest.raises(ValueError, match="ko, en, not 'fr'"):
         vocabulary("fr")
+
+
+def test_the_minus_words_are_read_from_the_vocabulary():
+    from ondol.home.korean import number_words_to_digits, signed_numbers
+
+    assert vocabulary("ko").minus == ("영하", "마이너스") and vocabulary("en").minus == ("minus", "negative")
+    for word in vocabulary("ko").minus + vocabulary("en").minus:
+        assert signed_numbers(f"{word} 20") == "-20", word
+    assert number_words_to_digits("냉동실 영하 이십 도로") == "냉동실 -20 도로"
+    assert number_words_to_digits("negative five degrees") == "-5 degrees"
